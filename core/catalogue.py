@@ -1,0 +1,200 @@
+"""The model catalogue: which models exist, where their weights come from, whether they can run now.
+
+The built-in list is `core/models.toml`; `STUDIO_MODELS_FILE` names an extra TOML file of the
+same format whose entries are merged over it (a table with an existing id replaces that model).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from core.errors import BadParameterError, ModelUnavailableError, UnknownModelError
+
+BUILTIN_CATALOGUE = Path(__file__).with_name("models.toml")
+TASKS = ("txt2img", "inpaint")
+ENGINES = ("opencv", "diffusers", "lama", "hosted")
+_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+_HUB_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+@dataclass(frozen=True)
+class Availability:
+    ready: bool  # can run right now on this machine, with no download
+    detail: str  # one line for people: why not, and how to get it
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    id: str
+    name: str
+    tasks: tuple[str, ...]
+    engine: str
+    hub: str | None = None
+    revision: str | None = None
+    file: str | None = None
+    path: str | None = None
+    url: str | None = None
+    working_resolution: int = 512  # 0 = the engine works at the image's own size
+    size_multiple: int = 8
+    max_side: int = 1024
+    default_steps: int = 25
+    default_guidance: float = 7.5
+    default_scheduler: str | None = None
+    max_images: int = 4
+    licence: str = ""
+    options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def source(self) -> str:
+        """Where the weights come from, for people and for cache keys (never a secret)."""
+        if self.hub:
+            return f"{self.hub}@{self.revision or 'main'}" + (f"/{self.file}" if self.file else "")
+        return self.path or self.url or self.engine
+
+    def supports(self, task: str) -> bool:
+        return task in self.tasks
+
+    def availability(self) -> Availability:
+        if self.engine == "opencv":
+            return Availability(True, "built in, works offline")
+        if self.engine == "hosted":
+            if os.environ.get("HF_TOKEN"):
+                return Availability(True, "runs on Hugging Face inference")
+            return Availability(False, "needs an HF_TOKEN (environment or Streamlit secrets)")
+        if self.path:
+            if Path(self.path).expanduser().exists():
+                return Availability(True, "local files")
+            return Availability(False, f"local files for {self.id} are missing; fix 'path' in the catalogue")
+        if self.hub:
+            if _in_hub_cache(self.hub, self.file or "model_index.json", self.revision):
+                return Availability(True, "downloaded")
+            return Availability(False, self.download_hint())
+        return Availability(False, f"{self.id} has no source in the catalogue")
+
+    def download_hint(self) -> str:
+        if hub_offline():
+            return f"not downloaded and HF_HUB_OFFLINE is set; on a connected machine run: python -m core download {self.id}"
+        return f"not downloaded yet; run: python -m core download {self.id}"
+
+    def require_available(self) -> None:
+        availability = self.availability()
+        if not availability.ready:
+            raise ModelUnavailableError(f"{self.name} is not available: {availability.detail}")
+
+
+def hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _in_hub_cache(repo_id: str, filename: str, revision: str | None) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(repo_id, filename, revision=revision)
+    return isinstance(found, str)
+
+
+class Catalogue:
+    def __init__(self, specs: Iterable[ModelSpec]):
+        self._specs = {spec.id: spec for spec in specs}
+
+    @classmethod
+    def load(cls, extra_file: Path | None = None) -> Catalogue:
+        tables = _read_models(BUILTIN_CATALOGUE)
+        if extra_file is not None:
+            tables.update(_read_models(extra_file))
+        return cls(_spec_from_table(model_id, table) for model_id, table in tables.items())
+
+    def __iter__(self):
+        return iter(self._specs.values())
+
+    def __len__(self) -> int:
+        return len(self._specs)
+
+    def for_task(self, task: str) -> list[ModelSpec]:
+        return [spec for spec in self._specs.values() if spec.supports(task)]
+
+    def get(self, model_id: str) -> ModelSpec:
+        spec = self._specs.get(model_id) if isinstance(model_id, str) else None
+        if spec is None:
+            shown = model_id if isinstance(model_id, str) and _ID_PATTERN.match(model_id) else "that id"
+            raise UnknownModelError(f"unknown model {shown!r}; see the list of models (python -m core models)")
+        return spec
+
+    def resolve(self, model: str, *, allow_local_path: bool = False) -> ModelSpec:
+        """A catalogue id, or (CLI only) a local diffusers pipeline folder."""
+        if model in self._specs:
+            return self._specs[model]
+        if allow_local_path and Path(model).expanduser().is_dir():
+            return local_pipeline_spec(Path(model).expanduser())
+        return self.get(model)
+
+
+def local_pipeline_spec(folder: Path) -> ModelSpec:
+    """A spec for a diffusers folder given on the command line; tasks come from its UNet."""
+    import json
+
+    if not (folder / "model_index.json").is_file():
+        raise UnknownModelError("that folder is not a diffusers pipeline (no model_index.json)")
+    tasks: tuple[str, ...] = ("txt2img", "inpaint")
+    unet_config = folder / "unet" / "config.json"
+    if unet_config.is_file():
+        in_channels = json.loads(unet_config.read_text()).get("in_channels", 4)
+        if in_channels == 9:
+            tasks = ("inpaint",)
+    return ModelSpec(
+        id=f"local-{folder.name.lower()}"[:64],
+        name=f"Local pipeline {folder.name}",
+        tasks=tasks,
+        engine="diffusers",
+        path=str(folder.resolve()),
+    )
+
+
+def _read_models(path: Path) -> dict[str, dict[str, Any]]:
+    try:
+        with open(path, "rb") as handle:
+            document = tomllib.load(handle)
+    except FileNotFoundError:
+        raise BadParameterError(f"model catalogue file {Path(path).name!r} does not exist") from None
+    except tomllib.TOMLDecodeError as error:
+        raise BadParameterError(f"model catalogue file {Path(path).name!r} is not valid TOML: {error}") from None
+    models = document.get("models", {})
+    if not isinstance(models, dict):
+        raise BadParameterError(f"{Path(path).name}: [models] must be a table of models")
+    return dict(models)
+
+
+_FIELDS = {name for name in ModelSpec.__dataclass_fields__ if name != "id"}
+
+
+def _spec_from_table(model_id: str, table: Mapping[str, Any]) -> ModelSpec:
+    where = f"model {model_id!r}"
+    if not _ID_PATTERN.match(model_id):
+        raise BadParameterError(f"{where}: ids use lowercase letters, digits, '.', '_' and '-'")
+    unknown = set(table) - _FIELDS
+    if unknown:
+        raise BadParameterError(f"{where}: unknown field(s) {sorted(unknown)}")
+    values = dict(table)
+    values.setdefault("name", model_id)
+    values["tasks"] = tuple(values.get("tasks", ()))
+    if not values["tasks"] or any(task not in TASKS for task in values["tasks"]):
+        raise BadParameterError(f"{where}: tasks must be a non-empty list of {list(TASKS)}")
+    if values.get("engine") not in ENGINES:
+        raise BadParameterError(f"{where}: engine must be one of {list(ENGINES)}")
+    sources = [key for key in ("hub", "path", "url") if values.get(key)]
+    if len(sources) > 1:
+        raise BadParameterError(f"{where}: give one of hub, path or url, not {sources}")
+    if values.get("hub") and not _HUB_ID_PATTERN.match(values["hub"]):
+        raise BadParameterError(f"{where}: hub must look like 'owner/name'")
+    values["options"] = MappingProxyType(dict(values.get("options", {})))
+    try:
+        return ModelSpec(id=model_id, **values)
+    except TypeError as error:
+        raise BadParameterError(f"{where}: {error}") from None

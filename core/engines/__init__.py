@@ -1,0 +1,58 @@
+"""The engine registry: catalogue `engine` name -> how to build it and its version.
+
+A plain dict, as IOPaint keeps its models. Heavy imports happen inside the factories, and a
+version is known without loading anything, so cache keys are cheap to compute.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata
+
+from core.catalogue import ModelSpec
+from core.engines.base import Engine
+from core.errors import UnknownModelError
+
+
+@dataclass(frozen=True)
+class EngineKind:
+    factory: Callable[[ModelSpec], Engine]
+    version: Callable[[], str]  # goes into every cache key: bump the suffix when output changes
+
+
+def _opencv(spec: ModelSpec) -> Engine:
+    from core.engines.opencv import OpenCVEngine
+
+    return OpenCVEngine(spec)
+
+
+def _diffusers(spec: ModelSpec) -> Engine:
+    from core.engines.diffusion import DiffusionEngine
+
+    return DiffusionEngine.load(spec)
+
+
+ENGINES: dict[str, EngineKind] = {
+    "opencv": EngineKind(_opencv, lambda: f"opencv-{metadata.version('opencv-python-headless')}-1"),
+    "diffusers": EngineKind(
+        _diffusers, lambda: f"diffusers-{metadata.version('diffusers')}-torch-{metadata.version('torch')}-1"
+    ),
+}
+
+
+def _kind(spec: ModelSpec) -> EngineKind:
+    kind = ENGINES.get(spec.engine)
+    if kind is None:
+        raise UnknownModelError(f"{spec.name} needs the {spec.engine!r} engine, which this version does not include")
+    return kind
+
+
+def engine_version(spec: ModelSpec) -> str:
+    return _kind(spec).version()
+
+
+def load_engine(spec: ModelSpec) -> Engine:
+    kind = _kind(spec)
+    spec.require_available()
+    return kind.factory(spec)

@@ -1,0 +1,171 @@
+"""Frozen request dataclasses: one schema for the UI, the CLI, the API and the batch runner.
+
+Field names follow diffusers' `__call__` arguments (except `num_images`, the API's name for
+`num_images_per_prompt`). `None` means "the model's default"; `with_defaults(spec)` fills those
+in and `validate(spec)` refuses bad values with the offending value in the message — it never
+silently changes one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+from PIL import Image
+
+from core.catalogue import ModelSpec
+from core.errors import BadParameterError
+
+MAX_SEED = 2**32 - 1
+MAX_PROMPT_CHARS = 2000
+MAX_STEPS = 150
+MAX_GUIDANCE = 30.0
+MIN_SIDE = 64
+MAX_MASK_PIXELS = 512  # blur / grow / padding bounds, in image pixels
+MAX_PADDING = 2048
+
+SCHEDULERS = ("Euler", "Euler a", "DPM++ 2M", "DPM++ 2M Karras", "DDIM", "UniPC", "LCM", "PNDM")
+
+
+def random_seed() -> int:
+    return secrets.randbelow(MAX_SEED + 1)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_int(name: str, value: Any, low: int, high: int) -> None:
+    if not _is_int(value) or not low <= value <= high:
+        raise BadParameterError(f"{name} must be a whole number from {low} to {high}, got {value!r}")
+
+
+def _check_float(name: str, value: Any, low: float, high: float, *, low_open: bool = False) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (low < value if low_open else low <= value) and value <= high
+    if not ok:
+        bracket = "(" if low_open else "["
+        raise BadParameterError(f"{name} must be a number in {bracket}{low:g}, {high:g}], got {value!r}")
+
+
+def _check_text(name: str, value: Any) -> None:
+    if not isinstance(value, str):
+        raise BadParameterError(f"{name} must be text, got {type(value).__name__}")
+    if len(value) > MAX_PROMPT_CHARS:
+        raise BadParameterError(f"{name} is {len(value)} characters; the limit is {MAX_PROMPT_CHARS}")
+
+
+@dataclass(frozen=True)
+class _Sampling:
+    """Fields shared by every diffusion request."""
+
+    model: str
+    prompt: str = ""
+    negative_prompt: str = ""
+    num_inference_steps: int | None = None
+    guidance_scale: float | None = None
+    seed: int | None = None
+    scheduler: str | None = None
+
+    def with_defaults(self, spec: ModelSpec):
+        """Model defaults for every None field, and a random seed drawn once if none was given."""
+        return dataclasses.replace(
+            self,
+            num_inference_steps=spec.default_steps if self.num_inference_steps is None else self.num_inference_steps,
+            guidance_scale=spec.default_guidance if self.guidance_scale is None else self.guidance_scale,
+            seed=random_seed() if self.seed is None else self.seed,
+            scheduler=spec.default_scheduler if self.scheduler is None else self.scheduler,
+        )
+
+    def _validate_sampling(self, spec: ModelSpec) -> None:
+        _check_text("prompt", self.prompt)
+        _check_text("negative_prompt", self.negative_prompt)
+        if self.num_inference_steps is not None:
+            _check_int("num_inference_steps", self.num_inference_steps, 1, MAX_STEPS)
+        if self.guidance_scale is not None:
+            _check_float("guidance_scale", self.guidance_scale, 0.0, MAX_GUIDANCE)
+        if self.seed is not None:
+            _check_int("seed", self.seed, 0, MAX_SEED)
+        if self.scheduler is not None and self.scheduler not in SCHEDULERS:
+            raise BadParameterError(f"scheduler must be one of {', '.join(SCHEDULERS)}; got {self.scheduler!r}")
+
+
+@dataclass(frozen=True)
+class GenerateRequest(_Sampling):
+    width: int | None = None
+    height: int | None = None
+    num_images: int = 1
+
+    task = "txt2img"
+
+    def with_defaults(self, spec: ModelSpec) -> GenerateRequest:
+        filled = super().with_defaults(spec)
+        side = spec.working_resolution or 512
+        return dataclasses.replace(
+            filled,
+            width=side if self.width is None else self.width,
+            height=side if self.height is None else self.height,
+        )
+
+    def validate(self, spec: ModelSpec) -> None:
+        if not spec.supports("txt2img"):
+            raise BadParameterError(f"{spec.name} cannot generate images from text; pick a text-to-image model")
+        self._validate_sampling(spec)
+        if not self.prompt.strip():
+            raise BadParameterError("prompt is empty; describe the image to generate")
+        for name in ("width", "height"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            _check_int(name, value, MIN_SIDE, spec.max_side)
+            if value % spec.size_multiple:
+                raise BadParameterError(f"{name} must be a multiple of {spec.size_multiple} for {spec.name}, got {value}")
+        _check_int("num_images", self.num_images, 1, spec.max_images)
+
+    def parameters(self) -> dict[str, Any]:
+        return {"task": self.task, **dataclasses.asdict(self)}
+
+
+@dataclass(frozen=True)
+class InpaintRequest(_Sampling):
+    """`image` is RGB or RGBA (alpha kept for the output), `mask` is "L": 255 repaint, 0 keep."""
+
+    image: Image.Image | None = field(default=None, compare=False, repr=False)
+    mask: Image.Image | None = field(default=None, compare=False, repr=False)
+    strength: float = 1.0
+    mask_blur: int = 4
+    mask_grow: int = 0
+    invert_mask: bool = False
+    padding: int = 32
+    whole_image: bool = False
+
+    task = "inpaint"
+
+    def validate(self, spec: ModelSpec) -> None:
+        if not spec.supports("inpaint"):
+            raise BadParameterError(f"{spec.name} cannot edit images; pick an inpainting model")
+        self._validate_sampling(spec)
+        _check_float("strength", self.strength, 0.0, 1.0, low_open=True)
+        _check_int("mask_blur", self.mask_blur, 0, MAX_MASK_PIXELS)
+        _check_int("mask_grow", self.mask_grow, -MAX_MASK_PIXELS, MAX_MASK_PIXELS)
+        _check_int("padding", self.padding, 0, MAX_PADDING)
+        for name in ("invert_mask", "whole_image"):
+            if not isinstance(getattr(self, name), bool):
+                raise BadParameterError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if not isinstance(self.image, Image.Image) or self.image.mode not in ("RGB", "RGBA"):
+            raise BadParameterError("image must be a loaded RGB or RGBA image")
+        if not isinstance(self.mask, Image.Image) or self.mask.mode != "L":
+            raise BadParameterError("mask must be a loaded greyscale mask")
+        if self.mask.size != self.image.size:
+            raise BadParameterError(f"mask is {self.mask.size[0]}x{self.mask.size[1]} but the image is {self.image.size[0]}x{self.image.size[1]}")
+        steps = self.num_inference_steps
+        if steps is not None and spec.engine == "diffusers" and steps * self.strength < 1:
+            raise BadParameterError(f"num_inference_steps x strength must be at least 1, got {steps} x {self.strength:g}")
+
+    def parameters(self) -> dict[str, Any]:
+        """Every field but the pixels (those are keyed by digest), JSON-ready."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("image", "mask")}
+        return {"task": self.task, **values}

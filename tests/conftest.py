@@ -1,0 +1,29 @@
+"""Shared fixtures: real photos (scikit-image) and an isolated cache per test."""
+
+from __future__ import annotations
+
+import pytest
+from PIL import Image
+
+pytest_plugins = ["tests.tiny_pipelines"]
+
+
+@pytest.fixture(scope="session")
+def astronaut() -> Image.Image:
+    from skimage import data
+
+    return Image.fromarray(data.astronaut())  # 512x512 RGB photo
+
+
+@pytest.fixture(scope="session")
+def coffee() -> Image.Image:
+    from skimage import data
+
+    return Image.fromarray(data.coffee())  # 600x400 RGB photo
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path_factory, monkeypatch):
+    """Every test gets its own result store unless it sets STUDIO_CACHE_DIR itself."""
+    monkeypatch.setenv("STUDIO_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
