@@ -1,0 +1,314 @@
+"""The command line: models, generate, inpaint, batch, info, download.
+
+Bad input exits with status 2 and one line on stderr, never a traceback; long work shows a
+progress bar on stderr; a cache hit says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from core.errors import StudioError
+from core.requests import SCHEDULERS, GenerateRequest, InpaintRequest
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
+log = logging.getLogger("core.cli")
+
+
+class UsageError(StudioError):
+    code = "usage"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.command(args)
+    except StudioError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception:
+        log.debug("unexpected failure", exc_info=True)
+        print("error: something went wrong; run again with --verbose for the details", file=sys.stderr)
+        return EXIT_FAILED
+
+
+# -- commands ---------------------------------------------------------------------------------
+
+
+def _models(args) -> int:
+    from core.catalogue import Catalogue
+    from core.settings import Settings
+
+    catalogue = Catalogue.load(Settings.from_env().models_file)
+    rows = [("ID", "TASKS", "ENGINE", "AVAILABLE")]
+    for spec in catalogue:
+        availability = spec.availability()
+        rows.append((spec.id, ",".join(spec.tasks), spec.engine, "yes" if availability.ready else f"no: {availability.detail}"))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True)) + "  " + row[3])
+    return EXIT_OK
+
+
+def _generate(args) -> int:
+    studio = _studio()
+    request = GenerateRequest(
+        model=args.model,
+        prompt=args.prompt,
+        negative_prompt=args.negative,
+        num_inference_steps=args.steps,
+        guidance_scale=args.guidance,
+        seed=args.seed,
+        width=args.width,
+        height=args.height,
+        num_images=args.num_images,
+        scheduler=args.scheduler,
+    )
+    prepared = studio.prepare(request, allow_local_path=True)
+    with _ProgressBar(prepared.spec.name) as progress:
+        result = studio.run(prepared, progress)
+    _say_result(result)
+    for path, png in zip(_numbered(Path(args.output), len(result.pngs)), result.pngs, strict=True):
+        _write(path, png)
+    return EXIT_OK
+
+
+def _inpaint(args) -> int:
+    from core.images import load_image
+    from core.masks import mask_from_image
+
+    studio = _studio()
+    image = load_image(_read(args.image, "image"), studio.image_limits)
+    mask = mask_from_image(_read(args.mask, "mask"), image.size)
+    result = _run_inpaint(studio, args, image, mask, label=Path(args.image).name)
+    _write(Path(args.output), result.pngs[0])
+    return EXIT_OK
+
+
+def _batch(args) -> int:
+    from core.images import load_image
+    from core.masks import mask_from_image
+
+    studio = _studio()
+    images_dir, out_dir = Path(args.images), Path(args.output)
+    if not images_dir.is_dir():
+        raise UsageError(f"--images {args.images!r} is not a folder")
+    images = sorted(p for p in images_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not images:
+        raise UsageError(f"no images found in {args.images!r}")
+    shared_mask_bytes = _read(args.mask, "mask") if args.mask else None
+    masks_by_stem = {}
+    if args.masks:
+        masks_dir = Path(args.masks)
+        if not masks_dir.is_dir():
+            raise UsageError(f"--masks {args.masks!r} is not a folder")
+        masks_by_stem = {p.stem: p for p in masks_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    failures = 0
+    for number, image_path in enumerate(images, 1):
+        prefix = f"[{number}/{len(images)}] {image_path.name}"
+        try:
+            if shared_mask_bytes is None and image_path.stem not in masks_by_stem:
+                raise UsageError("no mask with the same name; skipped")
+            mask_bytes = shared_mask_bytes if shared_mask_bytes is not None else masks_by_stem[image_path.stem].read_bytes()
+            image = load_image(image_path.read_bytes(), studio.image_limits)
+            mask = mask_from_image(mask_bytes, image.size)
+            result = _run_inpaint(studio, args, image, mask, label=prefix, quiet=True)
+            _write(out_dir / f"{image_path.stem}.png", result.pngs[0], quiet=True)
+            print(f"{prefix}: done{' (cache hit)' if result.cached else ''}", file=sys.stderr)
+        except StudioError as error:
+            failures += 1
+            print(f"{prefix}: {error}", file=sys.stderr)
+    print(f"{len(images) - failures} of {len(images)} images done; results in {out_dir}", file=sys.stderr)
+    return EXIT_OK if failures == 0 else EXIT_BAD_INPUT
+
+
+def _info(args) -> int:
+    from core.provenance import read_parameters
+
+    print(json.dumps(read_parameters(_read(args.file, "file")), indent=2, sort_keys=True))
+    return EXIT_OK
+
+
+def _download(args) -> int:
+    from core.catalogue import Catalogue
+    from core.download import download_model
+    from core.settings import Settings
+
+    spec = Catalogue.load(Settings.from_env().models_file).get(args.model)
+    print(f"{spec.name}: {download_model(spec)}", file=sys.stderr)
+    return EXIT_OK
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def _studio():
+    from core.runner import Studio
+
+    return Studio.from_settings()
+
+
+def _run_inpaint(studio, args, image, mask, *, label: str, quiet: bool = False):
+    request = InpaintRequest(
+        model=args.model,
+        image=image,
+        mask=mask,
+        prompt=args.prompt,
+        negative_prompt=args.negative,
+        num_inference_steps=args.steps,
+        guidance_scale=args.guidance,
+        strength=args.strength,
+        seed=args.seed,
+        scheduler=args.scheduler,
+        mask_blur=args.mask_blur,
+        mask_grow=args.mask_grow,
+        invert_mask=args.invert_mask,
+        padding=args.padding,
+        whole_image=args.whole_image,
+    )
+    prepared = studio.prepare(request, allow_local_path=True)
+    with _ProgressBar(label, disable=quiet) as progress:
+        result = studio.run(prepared, progress)
+    if not quiet:
+        _say_result(result)
+    return result
+
+
+def _say_result(result) -> None:
+    if result.cached:
+        print("cache hit: served from the result store", file=sys.stderr)
+    if any(result.filtered):
+        print("warning: the model's safety checker filtered some images", file=sys.stderr)
+    print(f"seed: {result.seed}", file=sys.stderr)
+
+
+def _read(path: str, what: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise UsageError(f"{what} file {Path(path).name!r} does not exist") from None
+    except IsADirectoryError:
+        raise UsageError(f"{what} {Path(path).name!r} is a folder, not a file") from None
+    except OSError as error:
+        raise UsageError(f"cannot read {what} file {Path(path).name!r}: {error.strerror}") from None
+
+
+def _write(path: Path, data: bytes, quiet: bool = False) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    except OSError as error:
+        raise UsageError(f"cannot write {path.name!r}: {error.strerror}") from None
+    if not quiet:
+        print(f"wrote {path}", file=sys.stderr)
+
+
+def _numbered(path: Path, count: int) -> list[Path]:
+    if count == 1:
+        return [path]
+    return [path.with_name(f"{path.stem}-{number}{path.suffix or '.png'}") for number in range(1, count + 1)]
+
+
+class _ProgressBar:
+    """A tqdm bar on stderr fed by the engine's step reports."""
+
+    def __init__(self, label: str, disable: bool = False):
+        self.label = label
+        self.disable = disable
+        self.bar = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.close()
+
+    def __call__(self, step: int, total: int, preview=None) -> None:
+        if self.disable:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=self.label, unit="step", file=sys.stderr, leave=False)
+        self.bar.update(step - self.bar.n)
+
+
+def _positive_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="catalogue id (python -m core models) or a local diffusers folder")
+    parser.add_argument("--negative", default="", help="negative prompt")
+    parser.add_argument("--steps", type=int, help="number of inference steps (default: the model's)")
+    parser.add_argument("--guidance", type=float, help="guidance scale (default: the model's)")
+    parser.add_argument("--seed", type=int, help="0..4294967295 (default: random, printed)")
+    parser.add_argument("--scheduler", choices=SCHEDULERS, help="sampler (default: the model's)")
+
+
+def _inpaint_args(parser: argparse.ArgumentParser) -> None:
+    _positive_args(parser)
+    parser.add_argument("--prompt", default="", help="what to paint in the masked area (diffusion models)")
+    parser.add_argument("--strength", type=float, default=1.0, help="how much to change the masked area, (0, 1]")
+    parser.add_argument("--mask-blur", type=int, default=4, help="feather of the final composite, px")
+    parser.add_argument("--mask-grow", type=int, default=0, help="grow (or shrink, negative) the mask, px")
+    parser.add_argument("--invert-mask", action="store_true", help="repaint what is NOT masked")
+    parser.add_argument("--padding", type=int, default=32, help="context around the mask, px")
+    parser.add_argument("--whole-image", action="store_true", help="process the whole image, not a crop around the mask")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, status 2, as for every other bad input
+        self.exit(EXIT_BAD_INPUT, f"error: {message} (see --help)\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m core", description="Canvas Studio from the command line.")
+    parser.add_argument("--verbose", action="store_true", help="log details (and tracebacks) to stderr")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND", parser_class=_Parser)
+
+    sub = commands.add_parser("models", help="list the models and whether they can run now")
+    sub.set_defaults(command=_models)
+
+    sub = commands.add_parser("generate", help="text to image")
+    sub.add_argument("prompt")
+    sub.add_argument("-o", "--output", required=True, help="output PNG (OUT-1.png … with --num-images > 1)")
+    _positive_args(sub)
+    sub.add_argument("--width", type=int)
+    sub.add_argument("--height", type=int)
+    sub.add_argument("--num-images", type=int, default=1)
+    sub.set_defaults(command=_generate)
+
+    sub = commands.add_parser("inpaint", help="repaint the masked area of an image")
+    sub.add_argument("image")
+    sub.add_argument("mask", help="white (or painted on transparent) = repaint")
+    sub.add_argument("-o", "--output", required=True)
+    _inpaint_args(sub)
+    sub.set_defaults(command=_inpaint)
+
+    sub = commands.add_parser("batch", help="inpaint every image in a folder")
+    sub.add_argument("--images", required=True, help="folder of images")
+    masks = sub.add_mutually_exclusive_group(required=True)
+    masks.add_argument("--masks", help="folder of masks matched to images by file name (stem)")
+    masks.add_argument("--mask", help="one mask for every image")
+    sub.add_argument("-o", "--output", required=True, help="output folder")
+    _inpaint_args(sub)
+    sub.set_defaults(command=_batch)
+
+    sub = commands.add_parser("info", help="print the parameters stored in a result PNG")
+    sub.add_argument("file")
+    sub.set_defaults(command=_info)
+
+    sub = commands.add_parser("download", help="fetch a hub model into the Hugging Face cache")
+    sub.add_argument("model")
+    sub.set_defaults(command=_download)
+    return parser

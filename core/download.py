@@ -1,0 +1,45 @@
+"""Fetch a catalogue model's weights into the Hugging Face cache (`python -m core download ID`)."""
+
+from __future__ import annotations
+
+import logging
+
+from core.catalogue import ModelSpec, hub_offline
+from core.errors import ModelUnavailableError
+
+log = logging.getLogger(__name__)
+
+
+def download_model(spec: ModelSpec) -> str:
+    """Download what `spec` needs and say what happened, in one line."""
+    if spec.engine in ("opencv", "hosted"):
+        return "nothing to download"
+    if spec.path:
+        return "uses local files; nothing to download"
+    if not spec.hub:
+        return "downloads on first use"
+    if hub_offline():
+        raise ModelUnavailableError("HF_HUB_OFFLINE is set; unset it on a machine with internet access to download")
+    try:
+        if spec.file:
+            from huggingface_hub import hf_hub_download
+
+            hf_hub_download(spec.hub, spec.file, revision=spec.revision)
+        else:
+            _download_pipeline(spec)
+    except ModelUnavailableError:
+        raise
+    except Exception as error:  # network, auth, missing repo: one line, no path or token
+        log.debug("download of %s failed", spec.id, exc_info=True)
+        raise ModelUnavailableError(f"could not download {spec.hub}: {type(error).__name__}") from error
+    return "downloaded into the Hugging Face cache"
+
+
+def _download_pipeline(spec: ModelSpec) -> None:
+    import torch
+    from diffusers import DiffusionPipeline
+
+    from core.devices import pick_device, pick_dtype
+
+    variant = spec.options.get("variant") if pick_dtype(pick_device()) == torch.float16 else None
+    DiffusionPipeline.download(spec.hub, revision=spec.revision, variant=variant, use_safetensors=True)

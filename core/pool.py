@@ -1,0 +1,75 @@
+"""Loaded models, at most N resident; the least recently used is released (memory really freed).
+
+A failed load leaves the previously resident model usable: when a model had to be evicted to
+make room, it is loaded back (as IOPaint's ModelManager.switch rolls back).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+
+from core.catalogue import ModelSpec
+from core.engines import load_engine
+from core.engines.base import Engine
+
+log = logging.getLogger(__name__)
+
+
+class ModelPool:
+    def __init__(self, max_resident: int = 1, loader: Callable[[ModelSpec], Engine] = load_engine):
+        if max_resident < 1:
+            raise ValueError("max_resident must be at least 1")
+        self.max_resident = max_resident
+        self._loader = loader
+        self._engines: OrderedDict[str, Engine] = OrderedDict()  # most recently used last
+        self._specs: dict[str, ModelSpec] = {}
+        self._lock = threading.Lock()
+
+    def get(self, spec: ModelSpec) -> Engine:
+        with self._lock:
+            engine = self._engines.get(spec.id)
+            if engine is not None and self._specs[spec.id] == spec:
+                self._engines.move_to_end(spec.id)
+                return engine
+            if engine is not None:  # the catalogue entry changed: reload it
+                self._release(spec.id)
+            evicted: list[ModelSpec] = []
+            while len(self._engines) >= self.max_resident:
+                evicted.append(self._specs[next(iter(self._engines))])
+                self._release(evicted[-1].id)
+            try:
+                engine = self._loader(spec)
+            except Exception:
+                self._restore(evicted)
+                raise
+            self._engines[spec.id] = engine
+            self._specs[spec.id] = spec
+            return engine
+
+    def resident(self) -> list[str]:
+        with self._lock:
+            return list(self._engines)
+
+    def clear(self) -> None:
+        with self._lock:
+            for model_id in list(self._engines):
+                self._release(model_id)
+
+    def _release(self, model_id: str) -> None:
+        engine = self._engines.pop(model_id)
+        self._specs.pop(model_id)
+        try:
+            engine.close()
+        except Exception:  # releasing must never take the pool down
+            log.exception("closing model %s failed", model_id)
+
+    def _restore(self, evicted: list[ModelSpec]) -> None:
+        for spec in reversed(evicted):
+            try:
+                self._engines[spec.id] = self._loader(spec)
+                self._specs[spec.id] = spec
+            except Exception:
+                log.exception("could not reload %s after a failed switch", spec.id)

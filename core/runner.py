@@ -1,0 +1,200 @@
+"""Request -> Result: the one path every entry point (pages, CLI, API, batch, queue) takes.
+
+`Studio.prepare` validates and completes a request and computes its cache key without touching
+a model; `Studio.run` serves it from the result store or runs the engine, with the cross-cutting
+image work (crop around the mask, working resolution, paste back only masked pixels) done here
+once for every engine.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+from PIL import Image
+
+import core
+from core import masks
+from core.cache import ResultStore, StoredResult, image_digest, request_key
+from core.catalogue import Catalogue, ModelSpec
+from core.engines import engine_version
+from core.engines.base import Generated, Reporter, silent_reporter
+from core.errors import EngineError, OutOfMemoryError, StudioError
+from core.images import plan_fit, to_model_rgb
+from core.pool import ModelPool
+from core.provenance import encode_png
+from core.requests import GenerateRequest, InpaintRequest
+from core.settings import ImageLimits, Settings
+
+log = logging.getLogger(__name__)
+
+Request = GenerateRequest | InpaintRequest
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A validated, complete request (model defaults applied, seed drawn) and its cache key."""
+
+    request: Request
+    spec: ModelSpec
+    key: str
+    parameters: dict[str, Any]  # what every output PNG carries
+    total_steps: int  # steps the engine will report, for progress and ETA
+    work_pixels: int  # pixels the model works on, for ETA
+
+
+@dataclass(frozen=True)
+class Result:
+    pngs: tuple[bytes, ...]  # encoded with their parameters, ready to download or serve
+    parameters: dict[str, Any]
+    key: str
+    cached: bool
+    filtered: tuple[bool, ...]
+    elapsed_s: float
+
+    @property
+    def seed(self) -> int:
+        return self.parameters["seed"]
+
+    @cached_property
+    def images(self) -> tuple[Image.Image, ...]:
+        return tuple(Image.open(io.BytesIO(png)).copy() for png in self.pngs)
+
+
+class Studio:
+    def __init__(
+        self, catalogue: Catalogue, pool: ModelPool, store: ResultStore | None, image_limits: ImageLimits = ImageLimits()
+    ):
+        self.catalogue = catalogue
+        self.pool = pool
+        self.store = store
+        self.image_limits = image_limits  # for callers that load images on this studio's behalf
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None) -> Studio:
+        settings = settings or Settings.from_env()
+        return cls(
+            Catalogue.load(settings.models_file),
+            ModelPool(settings.max_resident_models),
+            ResultStore(settings.cache_dir / "results", settings.cache_max_bytes),
+            settings.image_limits,
+        )
+
+    # 1. Validate and complete, with no model loaded.
+    def prepare(self, request: Request, *, allow_local_path: bool = False) -> Prepared:
+        spec = self.catalogue.resolve(request.model, allow_local_path=allow_local_path)
+        request.validate(spec)
+        request = request.with_defaults(spec)
+        request.validate(spec)  # defaults from a user catalogue are checked like user input
+        if isinstance(request, InpaintRequest):
+            image_digests = {"image": image_digest(request.image), "mask": image_digest(request.mask)}
+            width, height = request.image.size
+            side = spec.working_resolution
+            work_pixels = side * side if side and not request.whole_image else width * height
+            total_steps = max(1, int(request.num_inference_steps * request.strength))
+        else:
+            image_digests = {}
+            work_pixels = request.width * request.height * request.num_images
+            total_steps = request.num_inference_steps
+        if spec.engine == "opencv":
+            total_steps = 1
+        version = engine_version(spec)
+        key = request_key(request.parameters(), model_source=spec.source, engine_version=version, image_digests=image_digests)
+        parameters = {
+            **request.parameters(),
+            "model_name": spec.name,
+            "model_source": spec.source,
+            "engine": version,
+            **({"image_digest": image_digests["image"], "mask_digest": image_digests["mask"]} if image_digests else {}),
+        }
+        return Prepared(request, spec, key, parameters, total_steps, work_pixels)
+
+    def cached(self, prepared: Prepared) -> Result | None:
+        if self.store is None:
+            return None
+        stored = self.store.get(prepared.key)
+        return None if stored is None else _from_store(prepared.key, stored)
+
+    # 2. Serve from the store, or run the engine and store the result.
+    def run(self, prepared: Prepared, report: Reporter = silent_reporter) -> Result:
+        hit = self.cached(prepared)
+        if hit is not None:
+            return hit
+        started = time.perf_counter()
+        prepared.spec.require_available()
+        try:
+            engine = self.pool.get(prepared.spec)
+            if isinstance(prepared.request, InpaintRequest):
+                images, filtered = _inpaint(engine, prepared, report)
+            else:
+                generated = engine.text_to_image(prepared.request, report)
+                images, filtered = generated.images, _flags(generated)
+        except StudioError:
+            raise
+        except MemoryError as error:
+            raise OutOfMemoryError("ran out of memory: lower the size, steps or number of images") from error
+        except Exception as error:
+            log.exception("engine %s failed", prepared.spec.id)
+            raise EngineError(f"{prepared.spec.name} failed while running; the details are in the server log") from error
+        parameters = {**prepared.parameters, "filtered": list(filtered)}
+        pngs = tuple(encode_png(image, parameters) for image in images)
+        elapsed = time.perf_counter() - started
+        if self.store is not None and not any(filtered):
+            self.store.put(prepared.key, pngs, {"parameters": parameters, "filtered": list(filtered), "elapsed_s": elapsed})
+        return Result(pngs, parameters, prepared.key, False, tuple(filtered), elapsed)
+
+    def generate(self, request: GenerateRequest, report: Reporter = silent_reporter, **options) -> Result:
+        return self.run(self.prepare(request, **options), report)
+
+    def inpaint(self, request: InpaintRequest, report: Reporter = silent_reporter, **options) -> Result:
+        return self.run(self.prepare(request, **options), report)
+
+
+def _flags(generated: Generated) -> tuple[bool, ...]:
+    return tuple(generated.filtered) or (False,) * len(generated.images)
+
+
+def _inpaint(engine, prepared: Prepared, report: Reporter) -> tuple[list[Image.Image], tuple[bool, ...]]:
+    request: InpaintRequest = prepared.request
+    spec = prepared.spec
+    # 1. The hard mask goes to the model; the feathered one only to the final composite.
+    hard = masks.threshold(request.mask)
+    if request.invert_mask:
+        hard = masks.invert(hard)
+    hard = masks.grow(hard, request.mask_grow)
+    masks.require_not_empty(hard)
+    feathered = masks.feather(hard, request.mask_blur)
+    # 2. The region to process: around the mask (cost follows the mask), or the whole image.
+    width, height = request.image.size
+    if request.whole_image:
+        box = (0, 0, width, height)
+    else:
+        left, top, right, bottom = masks.bounding_box(feathered)
+        aspect = 1.0 if spec.working_resolution else (right - left) / (bottom - top)
+        box = masks.crop_box(feathered, padding=request.padding, aspect=aspect, min_side=spec.working_resolution)
+    # 3. At the model's working resolution, and back.
+    region = to_model_rgb(request.image).crop(box)
+    fit = plan_fit(region.size, spec.working_resolution, spec.size_multiple)
+    generated = engine.inpaint(fit.apply(region), fit.apply(hard.crop(box), is_mask=True), request, report)
+    restored = fit.restore(generated.images[0])
+    # 4. Only masked pixels change.
+    return [masks.paste_back(request.image, restored, feathered, box)], _flags(generated)
+
+
+def _from_store(key: str, stored: StoredResult) -> Result:
+    metadata = stored.metadata
+    parameters = dict(metadata["parameters"])
+    filtered = tuple(metadata.get("filtered", [False] * len(stored.pngs)))
+    return Result(tuple(stored.pngs), parameters, key, True, filtered, 0.0)
+
+
+def describe(result: Result) -> dict[str, Any]:
+    """The JSON-ready summary shared by the CLI and the API."""
+    return {"seed": result.seed, "cached": result.cached, "parameters": result.parameters, "app_version": core.__version__}
+
+
+__all__ = ["Prepared", "Result", "Studio", "describe"]
