@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 from PIL import Image
 
-pytest_plugins = ["tests.tiny_pipelines"]
+# TEMPORARY while tests/tiny_pipelines.py is being written (lead will make this unconditional).
+pytest_plugins = ["tests.tiny_pipelines"] if importlib.util.find_spec("tests.tiny_pipelines") else []
 
 
 @pytest.fixture(scope="session")
