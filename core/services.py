@@ -1,0 +1,52 @@
+"""The process-wide services: one Studio (catalogue, model pool, result store) and one job queue.
+
+Pages reach them through `core/state.py` (`st.cache_resource`), the REST API and the CLI directly;
+all get the same objects, so every entry point shares one queue, one pool and one cache.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from core.jobs import JobQueue
+from core.runner import Studio
+from core.settings import Settings
+
+_lock = threading.Lock()
+_studio: Studio | None = None
+_queue: JobQueue | None = None
+
+
+def settings() -> Settings:
+    return Settings.from_env()
+
+
+def studio() -> Studio:
+    global _studio
+    with _lock:
+        if _studio is None:
+            _studio = Studio.from_settings(settings())
+        return _studio
+
+
+def queue() -> JobQueue:
+    global _queue
+    current_studio = studio()
+    with _lock:
+        if _queue is None:
+            config = settings()
+            _queue = JobQueue(
+                current_studio, max_queue=config.max_queue, max_per_session=config.max_jobs_per_session
+            )
+        return _queue
+
+
+def reset() -> None:
+    """Forget the services (tests that change the environment start afresh)."""
+    global _studio, _queue
+    with _lock:
+        if _queue is not None:
+            _queue.shutdown(wait=False)
+        if _studio is not None:
+            _studio.pool.clear()
+        _studio, _queue = None, None
