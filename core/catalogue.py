@@ -54,6 +54,9 @@ class ModelSpec:
     @property
     def source(self) -> str:
         """Where the weights come from, for people and for cache keys (never a secret)."""
+        if self.engine == "hosted":  # where the image is made is part of its identity
+            where = self.options.get("endpoint") or self.options.get("provider") or "auto"
+            return f"hosted:{self.hub}@{where}"
         if self.hub:
             return f"{self.hub}@{self.revision or 'main'}" + (f"/{self.file}" if self.file else "")
         return self.path or self.url or self.engine
@@ -65,7 +68,9 @@ class ModelSpec:
         if self.engine == "opencv":
             return Availability(True, "built in, works offline")
         if self.engine == "hosted":
-            if os.environ.get("HF_TOKEN"):
+            from core.secrets import hf_token
+
+            if hf_token():
                 return Availability(True, "runs on Hugging Face inference")
             return Availability(False, "needs an HF_TOKEN (environment or Streamlit secrets)")
         if self.path:
@@ -119,6 +124,13 @@ class Catalogue:
 
     def for_task(self, task: str) -> list[ModelSpec]:
         return [spec for spec in self._specs.values() if spec.supports(task)]
+
+    def default_remove_model(self) -> str:
+        """LaMa when it can run now, OpenCV Telea otherwise (what the leading tools default to)."""
+        for spec in self.for_task("inpaint"):
+            if spec.engine == "lama" and spec.availability().ready:
+                return spec.id
+        return "opencv-telea"
 
     def get(self, model_id: str) -> ModelSpec:
         spec = self._specs.get(model_id) if isinstance(model_id, str) else None

@@ -100,8 +100,10 @@ class Studio:
             image_digests = {}
             work_pixels = request.width * request.height * request.num_images
             total_steps = request.num_inference_steps
-        if spec.engine == "opencv":
+        if spec.engine in ("opencv", "lama"):
             total_steps = 1
+        elif spec.engine == "hosted":
+            total_steps = request.num_images if isinstance(request, GenerateRequest) else 1
         version = engine_version(spec)
         key = request_key(request.parameters(), model_source=spec.source, engine_version=version, image_digests=image_digests)
         parameters = {

@@ -82,3 +82,12 @@ def test_local_folder_is_only_accepted_when_allowed(tmp_path):
         catalogue.resolve(str(tmp_path))
     spec = catalogue.resolve(str(tmp_path), allow_local_path=True)
     assert spec.engine == "diffusers" and spec.path == str(tmp_path.resolve())
+
+
+def test_remove_defaults_to_lama_only_when_it_can_run(tmp_path):
+    assert Catalogue.load().default_remove_model() == "opencv-telea"  # LaMa not downloaded here
+    onnx_file = tmp_path / "lama.onnx"
+    onnx_file.write_bytes(b"weights")
+    extra = tmp_path / "models.toml"
+    extra.write_text(f'[models.my-lama]\ntasks = ["inpaint"]\nengine = "lama"\npath = "{onnx_file}"\n')
+    assert Catalogue.load(extra).default_remove_model() == "my-lama"

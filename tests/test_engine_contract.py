@@ -106,15 +106,16 @@ def test_inpaint_bad_parameters_refused_before_any_model_loads(studio, photo_and
 
 @pytest.mark.parametrize("model", TXT2IMG_ENGINES)
 def test_text_to_image_contract(studio, model):
-    request = GenerateRequest(model=model, prompt="a lighthouse at dusk", seed=99, width=64, height=48, num_images=2)
+    request = GenerateRequest(model=model, prompt="a lighthouse at dusk", seed=99, width=64, height=80, num_images=2)
     steps = StepLog()
     result = studio.generate(request, steps)
-    assert [image.size for image in result.images] == [(64, 48), (64, 48)]
-    assert steps.steps[-1][0] == steps.steps[-1][1] == result.parameters["num_inference_steps"]
+    assert [image.size for image in result.images] == [(64, 80), (64, 80)]
+    # Schedulers such as PNDM run one extra step, so the total is what the pipeline really runs.
+    assert steps.steps[-1][0] == steps.steps[-1][1] >= result.parameters["num_inference_steps"]
     studio.store.clear()
     again = studio.generate(request)
     assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(again.images, result.images, strict=True))
-    other_seed = studio.generate(GenerateRequest(model=model, prompt="a lighthouse at dusk", seed=100, width=64, height=48))
+    other_seed = studio.generate(GenerateRequest(model=model, prompt="a lighthouse at dusk", seed=100, width=64, height=80))
     assert not np.array_equal(np.asarray(other_seed.images[0]), np.asarray(result.images[0]))
 
 

@@ -33,11 +33,31 @@ def _diffusers(spec: ModelSpec) -> Engine:
     return DiffusionEngine.load(spec)
 
 
+def _lama(spec: ModelSpec) -> Engine:
+    from core.engines.lama import LamaEngine
+
+    return LamaEngine.load(spec)
+
+
+def _lama_version() -> str:
+    from core.engines.lama import engine_version
+
+    return engine_version()
+
+
+def _hosted(spec: ModelSpec) -> Engine:
+    from core.engines.hosted import HostedEngine
+
+    return HostedEngine(spec)
+
+
 ENGINES: dict[str, EngineKind] = {
     "opencv": EngineKind(_opencv, lambda: f"opencv-{metadata.version('opencv-python-headless')}-1"),
     "diffusers": EngineKind(
         _diffusers, lambda: f"diffusers-{metadata.version('diffusers')}-torch-{metadata.version('torch')}-1"
     ),
+    "lama": EngineKind(_lama, _lama_version),
+    "hosted": EngineKind(_hosted, lambda: f"hosted-huggingface_hub-{metadata.version('huggingface_hub')}-1"),
 }
 
 
