@@ -179,7 +179,7 @@ def _inpaint(engine, prepared: Prepared, report: Reporter) -> tuple[list[Image.I
         aspect = 1.0 if spec.working_resolution else (right - left) / (bottom - top)
         box = masks.crop_box(feathered, padding=request.padding, aspect=aspect, min_side=spec.working_resolution)
     # 3. At the model's working resolution, and back.
-    region = to_model_rgb(request.image).crop(box)
+    region = to_model_rgb(request.image.crop(box))
     fit = plan_fit(region.size, spec.working_resolution, spec.size_multiple)
     generated = engine.inpaint(fit.apply(region), fit.apply(hard.crop(box), is_mask=True), request, report)
     restored = fit.restore(generated.images[0])

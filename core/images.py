@@ -1,0 +1,284 @@
+"""Images in: load and validate uploads, normalise their colour mode; fit to a model's working resolution and back.
+
+Every image leaving this module is PIL "RGB", or "RGBA" when some pixel is actually transparent (the alpha is kept
+for the output and composited deliberately before any model sees the pixels, see `to_model_rgb`).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import os
+import re
+import struct
+import threading
+import warnings
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from core.errors import BadImageError
+from core.settings import ImageLimits
+
+log = logging.getLogger(__name__)
+
+_WARNINGS_LOCK = threading.Lock()
+
+# Bitmap formats whose Pillow decoders are self-contained. Naming them also stops Pillow from probing every other
+# plugin on untrusted bytes (EPS, for one, would hand the file to Ghostscript on load).
+_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "AVIF", "PPM", "ICO", "QOI")
+
+_NOT_AN_IMAGE = "unsupported image: not a JPEG, PNG, WebP or other bitmap (SVG is not supported)"
+_CORRUPT = "image file is truncated or corrupt"
+
+# What Pillow's decoders raise on malformed data (zlib.error and struct.error included: some plugins let them escape).
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error, zlib.error)
+
+# Models never see raw alpha: a transparent pixel's RGB is arbitrary (often black), which a model would take as
+# content. Compositing over a neutral mid-grey gives them the least suggestive colour to work from.
+MODEL_BACKGROUND = (127, 127, 127)
+
+
+def load_image(source: bytes | str | os.PathLike, limits: ImageLimits = ImageLimits()) -> Image.Image:
+    """Decode an uploaded image, refusing anything unsafe or broken with a one-line BadImageError."""
+    data = _read(source)
+    # 1. Cheap refusals on the raw bytes.
+    if not data:
+        raise BadImageError("unsupported image: the file is empty")
+    if _looks_like_svg(data):
+        raise BadImageError(_NOT_AN_IMAGE)
+    # 2. Header only: Image.open parses the header and decodes no pixel. Pillow's own bomb check runs here too;
+    #    its warning becomes an error so no oversized image slips through on a warning nobody reads. The warnings
+    #    filters are process-wide and catch_warnings is not thread-safe, hence the lock (held for the header only).
+    with _WARNINGS_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(io.BytesIO(data), formats=_FORMATS)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+            raise BadImageError(_bomb_message(error, limits)) from None
+        except Image.UnidentifiedImageError:
+            raise BadImageError(_NOT_AN_IMAGE) from None
+        except _DECODE_ERRORS as error:
+            raise BadImageError(_decode_message(error)) from None
+    # 3. The declared size against our limits, before decoding. EXIF orientation only swaps the sides, and every
+    #    rule below is symmetric in them, so checking before the rotation is the same as checking after it.
+    _check_size(image.size, limits)
+    # 4. Decode fully now, so truncated or corrupt files fail here rather than later in a model.
+    try:
+        if image.format == "PNG":
+            _verify_png(data)
+        if getattr(image, "n_frames", 1) > 1:
+            image.seek(0)  # animated: always the first frame
+        image.load()
+        _make_upright(image)
+    except _DECODE_ERRORS as error:
+        image.close()
+        raise BadImageError(_decode_message(error)) from None
+    # The image holds no file handle (the bytes were read above), only a reference to them while it lives: cheaper
+    # than copying a large decoded image into a detached one.
+    _check_size(image.size, limits)
+    return normalize_mode(image)
+
+
+def normalize_mode(image: Image.Image) -> Image.Image:
+    """Any Pillow mode -> "RGB", or "RGBA" when some pixel has alpha < 255. High bit depths are scaled, never clipped."""
+    mode = image.mode
+    if mode == "RGB" and "transparency" not in image.info:
+        return image
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N"):
+        return _grey_to_rgb(_scale_16bit(np.asarray(image)))
+    if mode == "I":
+        values = np.asarray(image)
+        low, high = int(values.min()), int(values.max())
+        fits_16bit = low >= 0 and high <= 65535
+        return _grey_to_rgb(_scale_16bit(values) if fits_16bit else _stretch(values, low, high))
+    if mode == "F":
+        return _grey_to_rgb(_float_to_8bit(np.asarray(image)))
+    has_alpha = "A" in image.getbands() or "a" in image.getbands() or "transparency" in image.info
+    target = "RGBA" if has_alpha else "RGB"
+    try:
+        converted = image if image.mode == target and "transparency" not in image.info else image.convert(target)
+    except ValueError:
+        raise BadImageError(f"unsupported image: colour mode {mode} cannot be converted to RGB") from None
+    if has_alpha and converted.getchannel("A").getextrema()[0] == 255:
+        return converted.convert("RGB")  # fully opaque: the alpha channel carries nothing
+    return converted
+
+
+def to_model_rgb(image: Image.Image) -> Image.Image:
+    """What a model is given: RGB as is; RGBA composited over `MODEL_BACKGROUND` (see why there)."""
+    if image.mode != "RGB":
+        image = normalize_mode(image)
+    if image.mode == "RGB":
+        return image
+    composite = Image.new("RGB", image.size, MODEL_BACKGROUND)
+    composite.paste(image, mask=image.getchannel("A"))
+    return composite
+
+
+@dataclass(frozen=True)
+class Fit:
+    """How an image is run at a model's working resolution: scaled to `scaled_size`, padded to `padded_size`.
+
+    Padding (right and bottom, by edge replication) rather than cropping keeps every pixel of the input in front of
+    the model; `restore` cuts the padding off and scales back to `original_size` exactly.
+    """
+
+    original_size: tuple[int, int]
+    scaled_size: tuple[int, int]
+    padded_size: tuple[int, int]
+
+    def apply(self, image: Image.Image, *, is_mask: bool = False) -> Image.Image:
+        if image.size != self.original_size:
+            raise ValueError(f"Fit.apply expects a {self.original_size} image, got {image.size}")
+        scaled = _resize(image, self.scaled_size, is_mask)
+        return _pad_with_edges(scaled, self.padded_size)
+
+    def restore(self, image: Image.Image, *, is_mask: bool = False) -> Image.Image:
+        if image.size != self.padded_size:
+            raise ValueError(f"Fit.restore expects a {self.padded_size} image, got {image.size}")
+        if self.scaled_size != self.padded_size:
+            image = image.crop((0, 0, *self.scaled_size))
+        return _resize(image, self.original_size, is_mask)
+
+
+def plan_fit(size: tuple[int, int], working_resolution: int, multiple: int) -> Fit:
+    """Scale `size` so its area is about `working_resolution`² (same aspect), then pad each side up to `multiple`.
+
+    `working_resolution` 0 means native: no scaling, only padding (so `multiple` 1 is the identity).
+    """
+    width, height = size
+    if width < 1 or height < 1:
+        raise ValueError(f"cannot fit an image of size {size}")
+    if working_resolution < 0 or multiple < 1:
+        raise ValueError(f"bad fit parameters: working_resolution={working_resolution}, multiple={multiple}")
+    if working_resolution == 0:
+        scaled = (width, height)
+    else:
+        scale = working_resolution / math.sqrt(width * height)
+        scaled = (max(1, round(width * scale)), max(1, round(height * scale)))
+    padded = (_round_up(scaled[0], multiple), _round_up(scaled[1], multiple))
+    return Fit(original_size=(width, height), scaled_size=scaled, padded_size=padded)
+
+
+# --- reading and checking -----------------------------------------------------------------------------------------
+
+
+def _read(source: bytes | str | os.PathLike) -> bytes:
+    if isinstance(source, bytes | bytearray | memoryview):
+        return bytes(source)
+    try:
+        with open(source, "rb") as file:
+            return file.read()
+    except OSError:
+        raise BadImageError("cannot read the image file: it is missing or not readable") from None
+
+
+def _looks_like_svg(data: bytes) -> bool:
+    head = data[:1024].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    return head.startswith((b"<?xml", b"<svg", b"<!doctype svg")) or b"<svg" in head
+
+
+def _check_size(size: tuple[int, int], limits: ImageLimits) -> None:
+    width, height = size
+    pixels = width * height
+    # Pillow's bomb threshold also holds when an operator raises our limit past it (the warning-as-error, again).
+    max_pixels = min(limits.max_pixels, Image.MAX_IMAGE_PIXELS or limits.max_pixels)
+    if pixels > max_pixels:
+        raise BadImageError(
+            f"image is {width}x{height} ({_megapixels(pixels)} MP); the limit is {_megapixels(max_pixels)} MP"
+        )
+    if max(width, height) > limits.max_side:
+        raise BadImageError(f"image is {width}x{height}; the limit is {limits.max_side} px per side")
+    if min(width, height) < limits.min_side:
+        raise BadImageError(f"image is {width}x{height}; each side must be at least {limits.min_side} px")
+    aspect = max(width, height) / min(width, height)
+    if aspect > limits.max_aspect:
+        raise BadImageError(
+            f"image is {width}x{height} (aspect ratio {aspect:.0f}:1); the limit is {limits.max_aspect:g}:1"
+        )
+
+
+def _bomb_message(error: Exception, limits: ImageLimits) -> str:
+    # Pillow raised before handing back the header, so the pixel count comes from its message when it has one.
+    found = re.search(r"\((\d+) pixels\)", str(error))
+    declared = f"{_megapixels(int(found.group(1)))} MP" if found else "too many pixels"
+    return f"image is too large to decode safely ({declared}); the limit is {_megapixels(limits.max_pixels)} MP"
+
+
+def _decode_message(error: Exception) -> str:
+    if "MAX_TEXT_CHUNK" in str(error) or "text chunks" in str(error):
+        return "image metadata is too large (an oversized PNG text chunk)"
+    return _CORRUPT
+
+
+def _megapixels(pixels: int) -> str:
+    return f"{pixels / 1_000_000:.0f}" if pixels >= 10_000_000 else f"{pixels / 1_000_000:.1f}".rstrip("0").rstrip(".")
+
+
+def _verify_png(data: bytes) -> None:
+    # Decoding a PNG does not check the chunk CRCs; verify() does, but leaves its image unusable, hence its own open.
+    with Image.open(io.BytesIO(data), formats=("PNG",)) as probe:
+        probe.verify()
+
+
+def _make_upright(image: Image.Image) -> None:
+    """Turn the decoded image upright per its EXIF orientation, in place."""
+    try:
+        ImageOps.exif_transpose(image, in_place=True)
+    except (*_DECODE_ERRORS, KeyError, TypeError):
+        # A broken EXIF block should not cost the user a photo that decodes fine; say so to the operator.
+        log.warning("ignoring unreadable EXIF orientation in an uploaded %s image", image.format)
+
+
+# --- mode conversion ------------------------------------------------------------------------------------------------
+
+
+def _scale_16bit(values: np.ndarray) -> np.ndarray:
+    return ((values.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+
+
+def _stretch(values: np.ndarray, low: float, high: float) -> np.ndarray:
+    if high <= low:
+        return np.zeros(values.shape, np.uint8)
+    return np.round((values.astype(np.float64) - low) * (255.0 / (high - low))).astype(np.uint8)
+
+
+def _float_to_8bit(values: np.ndarray) -> np.ndarray:
+    if not np.isfinite(values).all():
+        raise BadImageError("unsupported image: it has pixels that are not numbers (NaN or infinite)")
+    low, high = float(values.min()), float(values.max())
+    if low >= 0.0 and high <= 1.0:
+        return np.round(values.astype(np.float64) * 255.0).astype(np.uint8)
+    return _stretch(values, low, high)
+
+
+def _grey_to_rgb(grey: np.ndarray) -> Image.Image:
+    return Image.fromarray(grey).convert("RGB")
+
+
+# --- fitting --------------------------------------------------------------------------------------------------------
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+def _resize(image: Image.Image, size: tuple[int, int], is_mask: bool) -> Image.Image:
+    if image.size == size:
+        return image
+    if not is_mask:
+        return image.resize(size, Image.Resampling.LANCZOS)
+    resized = image.resize(size, Image.Resampling.NEAREST)
+    return resized.point(lambda value: 255 if value >= 128 else 0)  # a model's mask stays strictly 0/255
+
+
+def _pad_with_edges(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    if image.size == size:
+        return image
+    pixels = np.asarray(image)
+    pad = ((0, size[1] - image.height), (0, size[0] - image.width)) + ((0, 0),) * (pixels.ndim - 2)
+    return Image.fromarray(np.pad(pixels, pad, mode="edge"))
