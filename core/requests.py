@@ -75,7 +75,7 @@ class _Sampling:
         return dataclasses.replace(
             self,
             num_inference_steps=spec.default_steps if self.num_inference_steps is None else self.num_inference_steps,
-            guidance_scale=spec.default_guidance if self.guidance_scale is None else self.guidance_scale,
+            guidance_scale=float(spec.default_guidance if self.guidance_scale is None else self.guidance_scale),
             seed=random_seed() if self.seed is None else self.seed,
             scheduler=spec.default_scheduler if self.scheduler is None else self.scheduler,
         )
@@ -143,6 +143,9 @@ class InpaintRequest(_Sampling):
     whole_image: bool = False
 
     task = "inpaint"
+
+    def with_defaults(self, spec: ModelSpec) -> InpaintRequest:
+        return dataclasses.replace(super().with_defaults(spec), strength=float(self.strength))  # 1 and 1.0: one cache key
 
     def validate(self, spec: ModelSpec) -> None:
         if not spec.supports("inpaint"):
