@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from importlib import metadata
 
 from core.catalogue import ModelSpec
@@ -68,8 +69,14 @@ def _kind(spec: ModelSpec) -> EngineKind:
     return kind
 
 
+@cache
+def _version_of(engine: str) -> str:
+    return ENGINES[engine].version()  # package metadata lookups cost ~1 ms: once per process
+
+
 def engine_version(spec: ModelSpec) -> str:
-    return _kind(spec).version()
+    _kind(spec)
+    return _version_of(spec.engine)
 
 
 def load_engine(spec: ModelSpec) -> Engine:
