@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import urlparse
 
 from core.errors import BadParameterError, ModelUnavailableError, UnknownModelError
 
@@ -61,6 +62,15 @@ class ModelSpec:
             return f"{self.hub}@{self.revision or 'main'}" + (f"/{self.file}" if self.file else "")
         return self.path or self.url or self.engine
 
+    @property
+    def hub_location(self) -> tuple[str, str | None, str | None] | None:
+        """(repo, revision, file or None) for weights on the Hub, given as `hub` or as a Hub file URL."""
+        if self.hub:
+            return self.hub, self.revision, self.file
+        if self.url:
+            return hub_file_from_url(self.url)
+        return None
+
     def supports(self, task: str) -> bool:
         return task in self.tasks
 
@@ -77,10 +87,14 @@ class ModelSpec:
             if Path(self.path).expanduser().exists():
                 return Availability(True, "local files")
             return Availability(False, f"local files for {self.id} are missing; fix 'path' in the catalogue")
-        if self.hub:
-            if _in_hub_cache(self.hub, self.file or "model_index.json", self.revision):
+        location = self.hub_location
+        if location:
+            repo, revision, filename = location
+            if _in_hub_cache(repo, filename or "model_index.json", revision):
                 return Availability(True, "downloaded")
             return Availability(False, self.download_hint())
+        if self.url:
+            return Availability(False, "only huggingface.co file URLs are supported; download the file and set 'path'")
         return Availability(False, f"{self.id} has no source in the catalogue")
 
     def download_hint(self) -> str:
@@ -96,6 +110,17 @@ class ModelSpec:
 
 def hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def hub_file_from_url(url: str) -> tuple[str, str, str] | None:
+    """(repo, revision, file) for https://huggingface.co/OWNER/REPO/(blob|resolve)/REV/FILE, else None."""
+    parsed = urlparse(url)
+    if parsed.scheme != "https" or parsed.netloc not in ("huggingface.co", "hf.co"):
+        return None
+    parts = [part for part in parsed.path.split("/") if part]
+    if len(parts) < 5 or parts[2] not in ("blob", "resolve"):
+        return None
+    return f"{parts[0]}/{parts[1]}", parts[3], "/".join(parts[4:])
 
 
 def _in_hub_cache(repo_id: str, filename: str, revision: str | None) -> bool:

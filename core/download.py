@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from core.catalogue import ModelSpec, hub_offline
 from core.errors import ModelUnavailableError
@@ -16,22 +17,27 @@ def download_model(spec: ModelSpec) -> str:
         return "nothing to download"
     if spec.path:
         return "uses local files; nothing to download"
-    if not spec.hub:
-        return "downloads on first use"
+    location = spec.hub_location
+    if location is None:
+        raise ModelUnavailableError("only Hub models and huggingface.co file URLs can be downloaded; set 'path' instead")
     if hub_offline():
         raise ModelUnavailableError("HF_HUB_OFFLINE is set; unset it on a machine with internet access to download")
+    repo, revision, filename = location
     try:
-        if spec.file:
-            from huggingface_hub import hf_hub_download
+        if filename:
+            from huggingface_hub import hf_hub_download, snapshot_download
 
-            hf_hub_download(spec.hub, spec.file, revision=spec.revision)
+            hf_hub_download(repo, filename, revision=revision)
+            config = spec.options.get("config")
+            if config and not Path(config).expanduser().exists():  # a single-file checkpoint's pipeline config
+                snapshot_download(config, allow_patterns=["*.json", "*.txt"])
         else:
             _download_pipeline(spec)
     except ModelUnavailableError:
         raise
     except Exception as error:  # network, auth, missing repo: one line, no path or token
         log.debug("download of %s failed", spec.id, exc_info=True)
-        raise ModelUnavailableError(f"could not download {spec.hub}: {type(error).__name__}") from error
+        raise ModelUnavailableError(f"could not download {repo}: {type(error).__name__}") from error
     return "downloaded into the Hugging Face cache"
 
 

@@ -45,8 +45,7 @@ class Generated:
 
 
 class Engine(Protocol):
-    spec: ModelSpec
-    version: str  # part of every cache key: bump it when the engine's output changes
+    spec: ModelSpec  # (versions live in the registry, core/engines/__init__.py, so keys need no loaded model)
 
     def text_to_image(self, request: GenerateRequest, report: Reporter) -> Generated:
         """`request` is complete (`with_defaults` applied, so `seed` is an int) and validated.

@@ -25,14 +25,13 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import diffusers
 import torch
 from PIL import Image
 
 from core import devices, preview
-from core.catalogue import ModelSpec, hub_offline
+from core.catalogue import ModelSpec, hub_file_from_url, hub_offline
 from core.engines import engine_version
 from core.engines.base import Generated, Reporter
 from core.errors import (
@@ -132,17 +131,6 @@ def _cached_file(spec: ModelSpec, repo: str, filename: str, revision: str | None
     return found
 
 
-def _hub_file_from_url(url: str) -> tuple[str, str, str] | None:
-    """(repo, revision, file) for https://huggingface.co/OWNER/REPO/(blob|resolve)/REV/FILE."""
-    parsed = urlparse(url)
-    if parsed.scheme != "https" or parsed.netloc not in ("huggingface.co", "hf.co"):
-        return None
-    parts = [part for part in parsed.path.split("/") if part]
-    if len(parts) < 5 or parts[2] not in ("blob", "resolve"):
-        return None
-    return f"{parts[0]}/{parts[1]}", parts[3], "/".join(parts[4:])
-
-
 def _require_safetensors_file(spec: ModelSpec, checkpoint: Path) -> None:
     if checkpoint.suffix.lower() != ".safetensors":
         raise _unavailable(spec, "it ships no safetensors weights; only safetensors are loaded")
@@ -165,7 +153,7 @@ def _resolve_source(spec: ModelSpec) -> _Source:
             return _Source(_checkpoint_config(spec, path), path)
         raise _unavailable(spec, f"local files for {spec.id} are missing; fix 'path' in the catalogue")
     if spec.url:
-        location = _hub_file_from_url(spec.url)
+        location = hub_file_from_url(spec.url)
         if location is None:
             raise _unavailable(spec, "only huggingface.co file URLs are supported; download the file and set 'path'")
         repo, revision, filename = location

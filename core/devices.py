@@ -1,0 +1,84 @@
+"""Which torch device and dtype to run on, and giving memory back after a model is dropped."""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import os
+import sys
+
+import torch
+
+from core.errors import BadParameterError
+
+_KINDS = ("cuda", "mps", "cpu")
+
+
+def _usable(device: str) -> bool:
+    kind, _, index = device.partition(":")
+    if kind == "cpu":
+        return index == ""
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            return False
+        return index == "" or (index.isdigit() and int(index) < torch.cuda.device_count())
+    if kind == "mps":
+        return index == "" and torch.backends.mps.is_available()
+    return False
+
+
+def pick_device(preferred: str | None = None) -> str:
+    """The device to run models on: `preferred` (e.g. STUDIO_DEVICE) if this machine has it,
+    otherwise the best available one, cuda > mps > cpu."""
+    if preferred is not None and preferred.strip():
+        device = preferred.strip().lower()
+        if device.partition(":")[0] not in _KINDS:
+            raise BadParameterError(f"device must be one of {', '.join(_KINDS)} (cuda may name a GPU: cuda:1), got {preferred!r}")
+        if not _usable(device):
+            raise BadParameterError(f"device {device!r} is not available on this machine; use {pick_device()!r} or leave it unset")
+        return device
+    return next(kind for kind in _KINDS if _usable(kind))
+
+
+def pick_dtype(device: str) -> torch.dtype:
+    """Half precision on GPUs (half the memory, much faster), full precision on CPUs (where
+    float16 is slow and some kernels are missing)."""
+    return torch.float16 if device.partition(":")[0] in ("cuda", "mps") else torch.float32
+
+
+def device_summary(device: str | None = None) -> str:
+    """One line for people, e.g. "CPU (2 cores)" or "CUDA: NVIDIA GeForce RTX 3060"."""
+    device = device or pick_device()
+    kind = device.partition(":")[0]
+    if kind == "cuda":
+        return f"CUDA: {torch.cuda.get_device_name(torch.device(device))}"
+    if kind == "mps":
+        return "Apple GPU (MPS)"
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return f"CPU ({cores} core{'s' if cores != 1 else ''})"
+
+
+def release_memory(device: str) -> None:
+    """After dropping a model's last reference: collect it and hand the freed memory back, so a
+    resident-models limit means what it says (the process's RSS / GPU memory really drops)."""
+    gc.collect()
+    kind = device.partition(":")[0]
+    if kind == "cuda" and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    elif kind == "mps" and torch.backends.mps.is_available():
+        torch.mps.empty_cache()
+    _trim_malloc_heap()
+
+
+def _trim_malloc_heap() -> None:
+    # glibc keeps freed blocks in its heap; malloc_trim returns them to the OS. Other C
+    # libraries (musl, macOS, Windows) either do this already or lack the call.
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    trim = getattr(libc, "malloc_trim", None)
+    if trim is not None:
+        trim(0)
