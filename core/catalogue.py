@@ -60,7 +60,12 @@ class ModelSpec:
             return f"hosted:{self.hub}@{where}"
         if self.hub:
             return f"{self.hub}@{self.revision or 'main'}" + (f"/{self.file}" if self.file else "")
-        return self.path or self.url or self.engine
+        if self.path:  # identifies the folder without showing the server's directory layout
+            from core.cache import digest_bytes
+
+            resolved = str(Path(self.path).expanduser().resolve())
+            return f"local:{Path(resolved).name}#{digest_bytes(resolved.encode())[:12]}"
+        return self.url or self.engine
 
     @property
     def hub_location(self) -> tuple[str, str | None, str | None] | None:

@@ -90,7 +90,7 @@ def _inpaint(args) -> int:
 
     studio = _studio()
     image = load_image(_read(args.image, "image"), studio.image_limits)
-    mask = mask_from_image(_read(args.mask, "mask"), image.size)
+    mask = mask_from_image(_read(args.mask, "mask"), image.size, studio.image_limits)
     result = _run_inpaint(studio, args, image, mask, label=Path(args.image).name)
     _write(Path(args.output), result.pngs[0])
     return EXIT_OK
@@ -123,7 +123,7 @@ def _batch(args) -> int:
                 raise UsageError("no mask with the same name; skipped")
             mask_bytes = shared_mask_bytes if shared_mask_bytes is not None else masks_by_stem[image_path.stem].read_bytes()
             image = load_image(image_path.read_bytes(), studio.image_limits)
-            mask = mask_from_image(mask_bytes, image.size)
+            mask = mask_from_image(mask_bytes, image.size, studio.image_limits)
             result = _run_inpaint(studio, args, image, mask, label=prefix, quiet=True)
             _write(out_dir / f"{image_path.stem}.png", result.pngs[0], quiet=True)
             print(f"{prefix}: done{' (cache hit)' if result.cached else ''}", file=sys.stderr)

@@ -21,6 +21,7 @@ from PIL import Image, ImageOps
 
 from core.errors import BadImageError, BadMaskError
 from core.images import load_image, normalize_mode
+from core.settings import ImageLimits
 
 _EMPTY = "the mask is empty: paint over the area to change"
 
@@ -28,7 +29,9 @@ _EMPTY = "the mask is empty: paint over the area to change"
 # --- masks from files -----------------------------------------------------------------------------------------------
 
 
-def mask_from_image(image_or_source: Image.Image | bytes | str | os.PathLike, size: tuple[int, int]) -> Image.Image:
+def mask_from_image(
+    image_or_source: Image.Image | bytes | str | os.PathLike, size: tuple[int, int], limits: ImageLimits = ImageLimits()
+) -> Image.Image:
     """An uploaded mask -> "L" 0/255 of `size`.
 
     A mask with real transparency is read from its alpha channel (any paint counts, so a red, blue or
@@ -41,7 +44,7 @@ def mask_from_image(image_or_source: Image.Image | bytes | str | os.PathLike, si
         if isinstance(image_or_source, Image.Image):
             image = normalize_mode(image_or_source)
         else:
-            image = load_image(image_or_source)
+            image = load_image(image_or_source, limits)
     except BadImageError as error:
         raise BadMaskError(f"unusable mask: {error.message}") from None
     if image.mode == "RGBA":  # normalize_mode keeps RGBA only when some pixel is not opaque
