@@ -76,6 +76,11 @@ class ModelSpec:
             return hub_file_from_url(self.url)
         return None
 
+    @property
+    def uses_seed(self) -> bool:
+        """Deterministic engines (OpenCV, LaMa) ignore the seed, so it must not split their cache keys."""
+        return self.engine in ("diffusers", "hosted")
+
     def supports(self, task: str) -> bool:
         return task in self.tasks
 

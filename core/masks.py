@@ -29,6 +29,16 @@ _EMPTY = "the mask is empty: paint over the area to change"
 # --- masks from files -----------------------------------------------------------------------------------------------
 
 
+def prepare(mask: Image.Image, *, invert_mask: bool, mask_grow: int, mask_blur: int) -> tuple[Image.Image, Image.Image]:
+    """(hard, feathered) for a drawn or uploaded mask: the hard one goes to the model, the feathered
+    one only to the final composite. The runner and the UI's preview both call this, so they agree."""
+    hard = threshold(mask)
+    if invert_mask:
+        hard = invert(hard)
+    hard = grow(hard, mask_grow)
+    return hard, feather(hard, mask_blur)
+
+
 def mask_from_image(
     image_or_source: Image.Image | bytes | str | os.PathLike, size: tuple[int, int], limits: ImageLimits = ImageLimits()
 ) -> Image.Image:

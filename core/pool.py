@@ -49,6 +49,15 @@ class ModelPool:
             self._specs[spec.id] = spec
             return engine
 
+    def peek(self, model_id: str) -> Engine | None:
+        """The resident engine for `model_id`, or None — without waiting while a model loads (for UIs)."""
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
+            return self._engines.get(model_id)
+        finally:
+            self._lock.release()
+
     def resident(self) -> list[str]:
         with self._lock:
             return list(self._engines)

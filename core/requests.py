@@ -71,12 +71,13 @@ class _Sampling:
     scheduler: str | None = None
 
     def with_defaults(self, spec: ModelSpec):
-        """Model defaults for every None field, and a random seed drawn once if none was given."""
+        """Model defaults for every None field, and a random seed drawn once if none was given
+        (0 for engines that ignore seeds, so repeating a removal is a cache hit)."""
         return dataclasses.replace(
             self,
             num_inference_steps=spec.default_steps if self.num_inference_steps is None else self.num_inference_steps,
             guidance_scale=float(spec.default_guidance if self.guidance_scale is None else self.guidance_scale),
-            seed=random_seed() if self.seed is None else self.seed,
+            seed=(random_seed() if self.seed is None else self.seed) if spec.uses_seed else 0,
             scheduler=spec.default_scheduler if self.scheduler is None else self.scheduler,
         )
 

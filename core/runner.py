@@ -164,12 +164,10 @@ def _inpaint(engine, prepared: Prepared, report: Reporter) -> tuple[list[Image.I
     request: InpaintRequest = prepared.request
     spec = prepared.spec
     # 1. The hard mask goes to the model; the feathered one only to the final composite.
-    hard = masks.threshold(request.mask)
-    if request.invert_mask:
-        hard = masks.invert(hard)
-    hard = masks.grow(hard, request.mask_grow)
+    hard, feathered = masks.prepare(
+        request.mask, invert_mask=request.invert_mask, mask_grow=request.mask_grow, mask_blur=request.mask_blur
+    )
     masks.require_not_empty(hard)
-    feathered = masks.feather(hard, request.mask_blur)
     # 2. The region to process: around the mask (cost follows the mask), or the whole image.
     width, height = request.image.size
     if request.whole_image:

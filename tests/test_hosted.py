@@ -146,7 +146,7 @@ def test_text_to_image_through_the_studio(studio, server):
     assert [seen.parameters["seed"] for seen in server.seen] == [41, 42]
     # Progress: monotonic, ends at its total; provenance names the model it was made with.
     assert steps.steps[-1] == (2, 2) and [s for s, _ in steps.steps] == sorted(s for s, _ in steps.steps)
-    assert result.parameters["model_source"] == "test/remote-model@main"
+    assert result.parameters["model_source"] == f"hosted:test/remote-model@{server.url()}"
     # The same request again comes from the store, without a call.
     calls = len(server.seen)
     again = studio.generate(_generate("hosted-ok", num_images=2))

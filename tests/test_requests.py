@@ -97,3 +97,13 @@ def test_inpaint_parameters_exclude_pixels_and_are_json_ready(inpainter):
     parameters = _inpaint(seed=7).with_defaults(inpainter).parameters()
     assert "image" not in parameters and "mask" not in parameters
     assert json.loads(json.dumps(parameters))["seed"] == 7
+
+
+def test_engines_that_ignore_seeds_record_zero_so_repeats_share_a_cache_key():
+    opencv = Catalogue.load().get("opencv-ns")
+    with_seed = _inpaint(model="opencv-ns", seed=5).with_defaults(opencv)
+    without = _inpaint(model="opencv-ns").with_defaults(opencv)
+    assert with_seed.seed == without.seed == 0
+    _inpaint(model="opencv-ns", seed=-1)  # still validated before normalising:
+    with pytest.raises(BadParameterError):
+        _inpaint(model="opencv-ns", seed=-1).validate(opencv)

@@ -1,0 +1,80 @@
+"""The Streamlit wiring of the process-wide services and of finished results.
+
+`st.cache_resource` hands every session the same Settings, Studio and JobQueue objects that
+`core.services` holds for the REST API and the CLI, so all entry points share one queue, one
+model pool and one result store. Nothing here loads a model: opening a page only builds the
+catalogue and the (idle) queue.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+
+import streamlit as st
+
+from core import services
+from core.jobs import JobQueue
+from core.runner import Result, Studio
+from core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# st.secrets name -> environment variable the core reads.
+SECRET_ENVIRONMENT = {"HF_TOKEN": "HF_TOKEN", "api_key": "STUDIO_API_KEY"}
+
+
+@st.cache_resource(show_spinner=False)
+def export_secrets() -> tuple[str, ...]:
+    """Copy Streamlit secrets into the environment once per process, never over a variable
+    already set. No secrets file is fine. Returns the names copied (never the values)."""
+    copied = []
+    try:
+        available = {name: st.secrets[name] for name in SECRET_ENVIRONMENT if name in st.secrets}
+    except Exception:  # no secrets.toml anywhere, or an unreadable one: run without secrets
+        log.info("no Streamlit secrets to export")
+        return ()
+    for name, value in available.items():
+        variable = SECRET_ENVIRONMENT[name]
+        if isinstance(value, str) and value.strip() and not os.environ.get(variable):
+            os.environ[variable] = value.strip()
+            copied.append(variable)
+    return tuple(copied)
+
+
+def settings() -> Settings:
+    """Read from the environment each time, exactly as core.services reads it (cheap: a few
+    lookups), so the pages and the shared Studio never disagree."""
+    return services.settings()
+
+
+# `validate` keeps the cached object in step with core.services, so a services.reset() (tests,
+# an operator changing the environment) is followed here instead of leaving a stale queue.
+@st.cache_resource(show_spinner=False, validate=lambda cached: cached is services.studio())
+def studio() -> Studio:
+    export_secrets()
+    return services.studio()
+
+
+@st.cache_resource(show_spinner=False, validate=lambda cached: cached is services.queue())
+def queue() -> JobQueue:
+    export_secrets()
+    return services.queue()
+
+
+def session_id() -> str:
+    """A stable id for this browser session: the queue's `session` (limits, reattaching, cancel)."""
+    if "studio.session" not in st.session_state:
+        st.session_state["studio.session"] = "web-" + secrets.token_hex(8)
+    return st.session_state["studio.session"]
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def finished_result(key: str, _job_id: str) -> Result:
+    """The result of a DONE job, kept by its request key (the same key always means the same
+    pixels), so a page can show it again after the queue has dropped the job."""
+    return queue().result(_job_id)
+
+
+__all__ = ["export_secrets", "finished_result", "queue", "session_id", "settings", "studio"]

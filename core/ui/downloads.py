@@ -1,0 +1,41 @@
+"""Download buttons for result PNGs (they carry their parameters) and for ZIPs of results."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core.runner import Result
+
+
+def result_file_name(result: Result, index: int = 0, *, prefix: str = "canvas-studio") -> str:
+    parameters = result.parameters
+    suffix = f"-{index + 1}" if len(result.pngs) > 1 else ""
+    return f"{prefix}-{parameters.get('task', 'image')}-{parameters.get('model', 'model')}-{result.seed}{suffix}.png"
+
+
+def png_download(png: bytes, file_name: str, *, key: str, label: str = "Download PNG") -> None:
+    st.download_button(
+        label,
+        data=png,
+        file_name=file_name,
+        mime="image/png",
+        key=key,
+        icon=":material/download:",
+        on_click="ignore",  # downloading must not rerun the page
+        help="A PNG with every parameter embedded (python -m core info FILE shows them).",
+    )
+
+
+def zip_download(data: bytes, file_name: str, *, key: str, label: str) -> None:
+    st.download_button(
+        label,
+        data=data,
+        file_name=file_name,
+        mime="application/zip",
+        key=key,
+        icon=":material/folder_zip:",
+        on_click="ignore",
+    )
+
+
+__all__ = ["png_download", "result_file_name", "zip_download"]

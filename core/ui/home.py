@@ -1,0 +1,113 @@
+"""The Home page body: what the studio does, what can run here, links, and an offline "try it".
+
+Home.py only calls `render_home()`, so importing Home.py (as `streamlit run` does once to find an
+`st.App`) stays cheap: nothing here runs at import.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core import state
+from core.jobs import JobState
+from core.requests import InpaintRequest
+from core.ui.compare import before_after
+from core.ui.downloads import png_download
+from core.ui.errors import shown_errors
+from core.ui.jobs import job_panel, lookup, show_finished
+from core.ui.models import TASK_NAMES, show_unavailable, split_by_availability
+from core.ui.uploads import image_uploader
+
+PAGES = (
+    ("pages/1_Generate.py", "Generate", ":material/auto_awesome:", "Text to image: prompt, size, steps, seed."),
+    ("pages/2_Inpaint.py", "Inpaint", ":material/brush:", "Paint over part of a photo; remove it or replace it."),
+    ("pages/3_Batch.py", "Batch", ":material/photo_library:", "Many images and masks at once; results as a ZIP."),
+    ("pages/4_Compare.py", "Compare", ":material/compare:", "The same input through 2-4 models, side by side."),
+)
+TRY_JOB = "home.try-job"
+TRY_MODEL = "opencv-telea"
+
+
+@st.cache_resource(show_spinner=False)
+def _device_line() -> str:
+    from core.devices import device_summary, pick_device  # imports torch: once per process, not at import
+
+    try:
+        return device_summary(pick_device(state.settings().device))
+    except Exception as error:  # a bad STUDIO_DEVICE must not take the home page down
+        return f"unavailable ({error})"
+
+
+def render_home() -> None:
+    st.set_page_config(page_title="Canvas Studio", page_icon=":material/palette:", layout="wide")
+    st.title("Canvas Studio")
+    st.markdown(
+        "Generate images from a text prompt.  \n"
+        "Edit any region of a photo: paint over it, then remove it or replace it from a prompt.  \n"
+        "Everything runs on this machine, through one shared queue; every PNG carries its settings."
+    )
+    links, models = st.columns([2, 3], gap="large")
+    with links:
+        st.subheader("Start")
+        for path, label, icon, blurb in PAGES:
+            st.page_link(path, label=label, icon=icon)
+            st.caption(blurb)
+        st.caption(f"Device: **{_device_line()}**")
+    with models:
+        _models_table()
+    st.divider()
+    _try_it()
+
+
+def _models_table() -> None:
+    catalogue = state.studio().catalogue
+    ready, missing = split_by_availability(list(catalogue))
+    st.subheader("Models on this machine")
+    st.caption(f"{len(ready)} of {len(catalogue)} models can run now, offline; none is loaded until you run something.")
+    for spec in ready:
+        tasks = ", ".join(TASK_NAMES.get(task, task) for task in spec.tasks)
+        st.markdown(f":material/check_circle: **{spec.name}** · {tasks}")
+    show_unavailable(missing)
+
+
+def _try_it() -> None:
+    st.subheader("Try it (works offline)")
+    sample_column, upload_column = st.columns(2, gap="large")
+    with sample_column:
+        st.markdown("Remove the watermark from the sample photo with the built-in OpenCV engine.")
+        job_id = st.session_state.get(TRY_JOB)
+        status = lookup(job_id) if job_id else None
+        busy = status is not None and not status.state.finished
+        if st.button("Remove the watermark", icon=":material/auto_fix_high:", type="primary", disabled=busy):
+            with shown_errors():
+                from core.ui.sample import watermarked_sample
+
+                image, mask = watermarked_sample()
+                request = InpaintRequest(
+                    model=TRY_MODEL, image=image, mask=mask, mask_grow=3, mask_blur=2
+                )
+                st.session_state[TRY_JOB] = state.queue().submit(
+                    request, session=state.session_id(), label="home sample", heartbeat=True
+                )
+                st.rerun()
+    with upload_column:
+        st.markdown("Or bring your own photo to the Inpaint page and paint over what should go.")
+        upload = image_uploader("Your photo", key="home.upload", limits=state.settings().image_limits)
+        if upload is not None and st.button("Open it in Inpaint", icon=":material/brush:"):
+            st.session_state["inpaint.source"] = upload
+            st.switch_page("pages/2_Inpaint.py")
+    if TRY_JOB in st.session_state:
+        status = job_panel(st.session_state[TRY_JOB], key="home.try")
+        if status is not None:
+            show_finished(status)
+        if status is not None and status.state is JobState.DONE:
+            from core.ui.sample import watermarked_sample
+
+            result = state.finished_result(status.key, status.id)
+            before_after(
+                watermarked_sample()[0], result.images[0], key="home.compare", labels=("Watermarked", "Removed")
+            )
+            png_download(result.pngs[0], "canvas-studio-sample.png", key="home.download")
+
+
+__all__ = ["PAGES", "render_home"]

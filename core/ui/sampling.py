@@ -1,0 +1,84 @@
+"""Sampling controls shared by the pages: steps, guidance, seed, strength, scheduler.
+
+Widget keys include the model id, so each model keeps its own settings and starts from its own
+catalogue defaults.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import streamlit as st
+
+from core.catalogue import ModelSpec
+from core.requests import MAX_GUIDANCE, MAX_SEED, MAX_STEPS, SCHEDULERS
+
+MODEL_DEFAULT = "Model default"
+
+
+@dataclass(frozen=True)
+class Sampling:
+    num_inference_steps: int
+    guidance_scale: float
+    seed: int | None  # None: a random seed is drawn per run (the result shows which)
+    scheduler: str | None = None
+    strength: float = 1.0
+
+
+def seed_input(*, key: str) -> int | None:
+    random_seed = st.toggle(
+        "Random seed", value=True, key=f"{key}.seed-random", help="Off: use the seed below every time."
+    )
+    seed = st.number_input(
+        "Seed",
+        min_value=0,
+        max_value=MAX_SEED,
+        value=0,
+        step=1,
+        key=f"{key}.seed",
+        disabled=random_seed,
+        help="The same seed and settings give the same image.",
+    )
+    return None if random_seed else int(seed)
+
+
+def sampling_controls(spec: ModelSpec, *, key: str, strength: bool = False, scheduler: bool = False) -> Sampling:
+    prefix = f"{key}.{spec.id}"
+    steps = st.slider(
+        "Steps",
+        1,
+        MAX_STEPS,
+        int(spec.default_steps),
+        key=f"{prefix}.steps",
+        help="More steps: slower, often finer detail.",
+    )
+    guidance = st.slider(
+        "Guidance",
+        0.0,
+        MAX_GUIDANCE,
+        float(spec.default_guidance),
+        step=0.5,
+        key=f"{prefix}.guidance",
+        help="How strictly to follow the prompt (turbo models want 0).",
+    )
+    chosen_strength = 1.0
+    if strength:
+        chosen_strength = st.slider(
+            "Strength",
+            0.05,
+            1.0,
+            1.0,
+            step=0.05,
+            key=f"{prefix}.strength",
+            help="1 replaces the masked area; lower keeps more of what was there (regenerate).",
+        )
+    chosen_scheduler = None
+    if scheduler:
+        default = spec.default_scheduler or MODEL_DEFAULT
+        options = [MODEL_DEFAULT, *SCHEDULERS]
+        picked = st.selectbox("Scheduler", options, index=options.index(default), key=f"{prefix}.scheduler")
+        chosen_scheduler = None if picked == MODEL_DEFAULT else picked
+    return Sampling(steps, guidance, seed_input(key=prefix), chosen_scheduler, chosen_strength)
+
+
+__all__ = ["MODEL_DEFAULT", "Sampling", "sampling_controls", "seed_input"]

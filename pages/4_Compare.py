@@ -1,0 +1,146 @@
+"""Compare: the same prompt and seed (or the same image and mask) through 2-4 models."""
+
+from __future__ import annotations
+
+import secrets
+
+import streamlit as st
+
+from core import state
+from core.batch import ItemView
+from core.jobs import JobState
+from core.requests import GenerateRequest, InpaintRequest, random_seed
+from core.ui.compare import before_after
+from core.ui.downloads import png_download, result_file_name
+from core.ui.errors import shown_errors
+from core.ui.jobs import group_panel, lookup
+from core.ui.mask_editor import MaskOptions, mask_editor, mask_preview
+from core.ui.models import multi_model_picker
+from core.ui.prompts import prompt_length_warning
+from core.ui.sampling import seed_input
+from core.ui.uploads import image_uploader
+
+RUN = "compare.run"  # {"group": str, "jobs": [(model name, job id)]}
+TEXT, EDIT = "Text to image", "Inpainting"
+MAX_MODELS = 4
+REMOVE_ENGINES = ("opencv", "lama")
+
+
+def views(jobs: list[tuple[str, str]]) -> list[ItemView]:
+    return [ItemView(name, lookup(job_id), None, False) for name, job_id in jobs]
+
+
+def cancel(jobs: list[tuple[str, str]]) -> None:
+    queue, session = state.queue(), state.session_id()
+    for _, job_id in jobs:
+        try:
+            queue.cancel(job_id, session=session)
+        except KeyError:
+            continue
+
+
+st.set_page_config(page_title="Compare · Canvas Studio", page_icon=":material/compare:", layout="wide")
+st.title("Compare models")
+st.caption(
+    "One input, several models, side by side, with each model's time and settings. Results already made come from the cache."
+)
+
+settings, studio = state.settings(), state.studio()
+task = st.radio("Task", [TEXT, EDIT], horizontal=True, key="compare.task")
+core_task = "txt2img" if task == TEXT else "inpaint"
+specs = multi_model_picker(studio.catalogue, core_task, key=f"compare.models.{core_task}", max_models=MAX_MODELS)
+if len(specs) < 2:
+    st.info("Pick at least two models to compare.", icon=":material/compare:")
+
+prompt = negative = ""
+seed = None
+prompted = [spec for spec in specs if spec.engine not in REMOVE_ENGINES]  # models that read a prompt and a seed
+if task == TEXT or prompted:
+    prompt = st.text_area("Prompt", key="compare.prompt", height=80)
+    negative = st.text_input("Negative prompt", key="compare.negative")
+    if prompted:
+        prompt_length_warning(studio, prompted[0], prompt)
+    seed = seed_input(key="compare")
+
+source = drawing = None
+options = MaskOptions()
+if task == EDIT:
+    source = image_uploader("Photo", key="compare.upload", limits=settings.image_limits)
+    if source is not None:
+        canvas_column, preview_column = st.columns([3, 2], gap="large")
+        with canvas_column:
+            drawing = mask_editor(source.image, source.digest, key="compare")
+        with preview_column:
+            mask_preview(source.image, drawing, options, key="compare")
+
+ready = len(specs) >= 2 and (task == TEXT or (drawing is not None and drawing.mask.getbbox() is not None))
+if st.button("Run all", type="primary", icon=":material/play_arrow:", disabled=not ready):
+    with shown_errors():
+        seed = random_seed() if seed is None else seed  # drawn once: every model gets the same
+        if task == TEXT:
+            requests = [
+                GenerateRequest(model=spec.id, prompt=prompt, negative_prompt=negative, seed=seed) for spec in specs
+            ]
+        else:
+            requests = [
+                InpaintRequest(
+                    model=spec.id,
+                    image=source.image,
+                    mask=drawing.mask,
+                    prompt=prompt,
+                    negative_prompt=negative,
+                    seed=seed,
+                )
+                for spec in specs
+            ]
+        for request in requests:
+            studio.prepare(request)  # every request is checked before any is queued: all run, or none
+        jobs, group = [], "compare-" + secrets.token_hex(6)
+        for spec, request in zip(specs, requests, strict=True):
+            job_id = state.queue().submit(
+                request, session=state.session_id(), label=spec.name, group=group, heartbeat=True
+            )
+            jobs.append((spec.name, job_id))
+        st.session_state[RUN] = {"group": group, "jobs": jobs, "seed": seed if prompted or task == TEXT else None}
+        st.rerun()
+
+run = st.session_state.get(RUN)
+if run is not None:
+    jobs = run["jobs"]
+    if group_panel(key="compare.group", poll=lambda: views(jobs), cancel=lambda: cancel(jobs)):
+        if run["seed"] is not None:
+            st.markdown(f"Same input for every model · seed **{run['seed']}**")
+        shown = []
+        columns = st.columns(len(jobs))
+        for column, (name, job_id) in zip(columns, jobs, strict=True):
+            with column:
+                st.markdown(f"**{name}**")
+                status = lookup(job_id)
+                if status is None or status.state is not JobState.DONE:
+                    st.warning(
+                        status.error if status is not None and status.error else "no result (cancelled or failed)"
+                    )
+                    continue
+                result = state.finished_result(status.key, status.id)
+                st.image(result.pngs[0], width="stretch")
+                st.caption(
+                    "From the cache (made earlier; nothing ran)" if status.cached else f"{status.elapsed_s:.1f} s"
+                )
+                png_download(result.pngs[0], result_file_name(result), key=f"compare.download.{job_id}")
+                with st.expander("Parameters"):
+                    st.json(result.parameters, expanded=False)
+                shown.append((name, result))
+        if len(shown) >= 2:
+            st.subheader("Slide between two")
+            names = [name for name, _ in shown]
+            left_column, right_column = st.columns(2)
+            left = left_column.selectbox("Left", names, index=0, key="compare.left")
+            right = right_column.selectbox("Right", names, index=1, key="compare.right")
+            by_name = dict(shown)
+            before_after(
+                by_name[left].images[0],
+                by_name[right].images[0],
+                key="compare.slider",
+                labels=(left, right),
+                side_by_side=False,
+            )
