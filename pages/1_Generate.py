@@ -63,10 +63,7 @@ with controls:
                 width=width,
                 height=height,
                 num_images=count,
-                num_inference_steps=sampling.num_inference_steps,
-                guidance_scale=sampling.guidance_scale,
-                seed=sampling.seed,
-                scheduler=sampling.scheduler,
+                **sampling.request_fields(strength=False),
             )
             st.session_state[JOB] = state.queue().submit(
                 request, session=state.session_id(), label="generate", heartbeat=True

@@ -124,16 +124,7 @@ with how_column:
                 invert_mask=options.invert_mask,
                 padding=padding,
                 whole_image=whole_image,
-                **(
-                    {}
-                    if sampling is None
-                    else {
-                        "num_inference_steps": sampling.num_inference_steps,
-                        "guidance_scale": sampling.guidance_scale,
-                        "seed": sampling.seed,
-                        "strength": sampling.strength,
-                    }
-                ),
+                **({} if sampling is None else sampling.request_fields(strength=True)),
             )
             job_id = state.queue().submit(
                 request, session=state.session_id(), label=f"inpaint {source.name}", heartbeat=True

@@ -108,16 +108,7 @@ with setup:
                 mask_grow=mask_grow,
                 invert_mask=invert_mask,
                 padding=padding,
-                **(
-                    {}
-                    if sampling is None
-                    else {
-                        "num_inference_steps": sampling.num_inference_steps,
-                        "guidance_scale": sampling.guidance_scale,
-                        "seed": sampling.seed,
-                        "strength": sampling.strength,
-                    }
-                ),
+                **({} if sampling is None else sampling.request_fields(strength=True)),
             )
             st.session_state[RUN] = BatchRun(items, template, limits=settings.image_limits)
             st.rerun()

@@ -6,7 +6,9 @@ catalogue defaults.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 import streamlit as st
 
@@ -23,6 +25,13 @@ class Sampling:
     seed: int | None  # None: a random seed is drawn per run (the result shows which)
     scheduler: str | None = None
     strength: float = 1.0
+
+    def request_fields(self, *, strength: bool) -> dict[str, Any]:
+        """These settings as core request fields (the dataclass names are the requests' names)."""
+        fields = dataclasses.asdict(self)
+        if not strength:
+            fields.pop("strength")
+        return fields
 
 
 def seed_input(*, key: str) -> int | None:
