@@ -37,3 +37,14 @@ def test_pages_stay_thin():
     for page in (ROOT / "pages").glob("*.py"):
         source = page.read_text()
         assert not re.search(r"^\s*(import (numpy|cv2)|from PIL)", source, re.MULTILINE), page.name
+
+
+def test_cloud_requirements_differ_from_the_local_ones_only_in_the_cpu_torch_wheel():
+    def packages(name: str) -> dict[str, str]:
+        lines = [line.strip() for line in (ROOT / name).read_text().splitlines()]
+        return {re.split(r"[=@ ]", line)[0]: line for line in lines if line and not line.startswith("#")}
+
+    local, cloud = packages("requirements.txt"), packages("requirements-cloud.txt")
+    assert local.keys() == cloud.keys()
+    assert {name for name in local if local[name] != cloud[name]} == {"torch"}
+    assert "whl/cpu/torch-2.13.0" in cloud["torch"]
