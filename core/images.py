@@ -185,8 +185,7 @@ def _looks_like_svg(data: bytes) -> bool:
 def _check_size(size: tuple[int, int], limits: ImageLimits) -> None:
     width, height = size
     pixels = width * height
-    # Pillow's bomb threshold also holds when an operator raises our limit past it (the warning-as-error, again).
-    max_pixels = min(limits.max_pixels, Image.MAX_IMAGE_PIXELS or limits.max_pixels)
+    max_pixels = _effective_max_pixels(limits)
     if pixels > max_pixels:
         raise BadImageError(
             f"image is {width}x{height} ({_megapixels(pixels)} MP); the limit is {_megapixels(max_pixels)} MP"
@@ -202,11 +201,16 @@ def _check_size(size: tuple[int, int], limits: ImageLimits) -> None:
         )
 
 
+def _effective_max_pixels(limits: ImageLimits) -> int:
+    # Pillow's bomb threshold also holds when an operator raises our limit past it (the warning-as-error, again).
+    return min(limits.max_pixels, Image.MAX_IMAGE_PIXELS or limits.max_pixels)
+
+
 def _bomb_message(error: Exception, limits: ImageLimits) -> str:
     # Pillow raised before handing back the header, so the pixel count comes from its message when it has one.
     found = re.search(r"\((\d+) pixels\)", str(error))
     declared = f"{_megapixels(int(found.group(1)))} MP" if found else "too many pixels"
-    return f"image is too large to decode safely ({declared}); the limit is {_megapixels(limits.max_pixels)} MP"
+    return f"image is too large to decode safely ({declared}); the limit is {_megapixels(_effective_max_pixels(limits))} MP"
 
 
 def _decode_message(error: Exception) -> str:

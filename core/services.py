@@ -36,7 +36,10 @@ def queue() -> JobQueue:
         if _queue is None:
             config = settings()
             _queue = JobQueue(
-                current_studio, max_queue=config.max_queue, max_per_session=config.max_jobs_per_session
+                current_studio,
+                max_queue=config.max_queue,
+                max_per_session=config.max_jobs_per_session,
+                abandon_after_s=config.abandon_after_s,
             )
         return _queue
 

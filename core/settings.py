@@ -39,6 +39,7 @@ class Settings:
     image_limits: ImageLimits
     max_queue: int
     max_jobs_per_session: int
+    abandon_after_s: float  # a page's job nobody has watched for this long is cancelled (closed tab)
     max_body_bytes: int
     device: str | None  # None = auto (cuda > mps > cpu)
 
@@ -58,6 +59,7 @@ class Settings:
             ),
             max_queue=max(1, _int(env, "STUDIO_MAX_QUEUE", 32)),
             max_jobs_per_session=max(1, _int(env, "STUDIO_MAX_JOBS_PER_SESSION", 4)),
+            abandon_after_s=float(max(1, _int(env, "STUDIO_ABANDON_AFTER_S", 60))),
             max_body_bytes=_int(env, "STUDIO_MAX_BODY_MB", 50) * 1024 * 1024,
             device=env.get("STUDIO_DEVICE") or None,
         )

@@ -82,7 +82,8 @@ def out_of_memory_error(error: BaseException) -> OutOfMemoryError | None:
         return OutOfMemoryError(_OUT_OF_MEMORY)
     if isinstance(error, RuntimeError):
         text = str(error).lower()
-        if "out of memory" in text or "not enough memory" in text:
+        # CUDA/MPS say "out of memory"; torch's CPU allocator "can't allocate memory".
+        if any(sign in text for sign in ("out of memory", "not enough memory", "can't allocate memory", "cannot allocate memory")):
             return OutOfMemoryError(_OUT_OF_MEMORY)
     return None
 

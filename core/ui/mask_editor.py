@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +19,9 @@ import streamlit as st
 from PIL import Image
 
 from core import masks
+from core.errors import BadMaskError
+
+log = logging.getLogger(__name__)
 
 BRUSH_STROKE = "rgba(255, 0, 0, 0.6)"
 BRUSH_FILL = "rgba(255, 0, 0, 0.35)"
@@ -100,21 +104,34 @@ def mask_editor(image: Image.Image, image_digest: str, *, key: str) -> Drawing:
     mode, stroke = TOOLS[tool]
     width, height = canvas_size(image.size)
     st.caption("Paint over what to change. Undo, redo and reset are in the canvas toolbar (hover its top edge).")
-    result = st_canvas(
-        fill_color=BRUSH_FILL,
-        stroke_width=brush,
-        stroke_color=stroke,
-        background_image=_background_jpeg(image_digest, (width, height), image),
-        background_image_fit="contain",
-        width=width,
-        height=height,
-        drawing_mode=mode,
-        key=canvas_key(key, image_digest),
-    )
+    nothing = Drawing(Image.new("L", image.size, 0), 0)
+    state_key = canvas_key(key, image_digest)
+    try:
+        result = st_canvas(
+            fill_color=BRUSH_FILL,
+            stroke_width=brush,
+            stroke_color=stroke,
+            background_image=_background_jpeg(image_digest, (width, height), image),
+            background_image_fit="contain",
+            width=width,
+            height=height,
+            drawing_mode=mode,
+            key=state_key,
+        )
+    except (AttributeError, KeyError, TypeError, ValueError):  # the component could not even read its state
+        log.warning("unreadable canvas state dropped", exc_info=True)
+        st.session_state.pop(state_key, None)
+        st.error("The canvas drawing was malformed and has been cleared; draw the mask again.")
+        return nothing
     drawing = result.json_data or {}
-    return Drawing(
-        _drawn_mask(drawing, result.background_fit, image.size, (width, height), key), len(drawing.get("objects") or [])
-    )
+    try:
+        if not isinstance(drawing, dict):
+            raise BadMaskError("the canvas drawing is malformed; clear it and draw the mask again")
+        mask = _drawn_mask(drawing, result.background_fit, image.size, (width, height), key)
+    except BadMaskError as error:
+        st.error(error.message)
+        return nothing
+    return Drawing(mask, len(drawing.get("objects") or []))
 
 
 def _drawn_mask(
