@@ -124,7 +124,10 @@ class _Job:
 
     @property
     def result_bytes(self) -> int:
-        return sum(len(png) for png in self.result.pngs) if self.result is not None else 0
+        """Memory the finished result holds (its pixels; PNGs are encoded only when asked for)."""
+        if self.result is None:
+            return 0
+        return sum(image.width * image.height * len(image.getbands()) for image in self.result.images)
 
 
 @dataclass(frozen=True)

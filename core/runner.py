@@ -8,6 +8,7 @@ once for every engine.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 import time
@@ -47,9 +48,9 @@ class Prepared:
     work_pixels: int  # pixels the model works on, for ETA
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Result:
-    pngs: tuple[bytes, ...]  # encoded with their parameters, ready to download or serve
+    images: tuple[Image.Image, ...]
     parameters: dict[str, Any]
     key: str
     cached: bool
@@ -61,8 +62,10 @@ class Result:
         return self.parameters["seed"]
 
     @cached_property
-    def images(self) -> tuple[Image.Image, ...]:
-        return tuple(Image.open(io.BytesIO(png)).copy() for png in self.pngs)
+    def pngs(self) -> tuple[bytes, ...]:
+        """PNGs carrying their parameters, encoded on first use (deterministic: a hit gives the same bytes).
+        Encoding a 4096-px result costs far more than the edit itself, so runs never pay it up front."""
+        return tuple(encode_png(image, self.parameters) for image in self.images)
 
 
 class Studio:
@@ -119,7 +122,7 @@ class Studio:
         if self.store is None:
             return None
         stored = self.store.get(prepared.key)
-        return None if stored is None else _from_store(prepared.key, stored)
+        return None if stored is None else _from_store(prepared, stored)
 
     # 2. Serve from the store, or run the engine and store the result.
     def run(self, prepared: Prepared, report: Reporter = silent_reporter) -> Result:
@@ -130,8 +133,9 @@ class Studio:
         prepared.spec.require_available()
         try:
             engine = self.pool.get(prepared.spec)
+            region = None
             if isinstance(prepared.request, InpaintRequest):
-                images, filtered = _inpaint(engine, prepared, report)
+                images, filtered, region = _inpaint(engine, prepared, report)
             else:
                 generated = engine.text_to_image(prepared.request, report)
                 images, filtered = generated.images, _flags(generated)
@@ -143,11 +147,15 @@ class Studio:
             log.exception("engine %s failed", prepared.spec.id)
             raise EngineError(f"{prepared.spec.name} failed while running; the details are in the server log") from error
         parameters = {**prepared.parameters, "filtered": list(filtered)}
-        pngs = tuple(encode_png(image, parameters) for image in images)
-        elapsed = time.perf_counter() - started
+        result = Result(tuple(images), parameters, prepared.key, False, tuple(filtered), 0.0)
         if self.store is not None and not any(filtered):
-            self.store.put(prepared.key, pngs, {"parameters": parameters, "filtered": list(filtered), "elapsed_s": elapsed})
-        return Result(pngs, parameters, prepared.key, False, tuple(filtered), elapsed)
+            metadata = {"parameters": parameters, "filtered": list(filtered)}
+            if region is None:
+                self.store.put(prepared.key, result.pngs, metadata)
+            else:  # only the changed region: the rest is the request's own image, whose digest is in the key
+                patch = encode_png(images[0].crop(region), parameters)
+                self.store.put(prepared.key, (patch,), {**metadata, "region": list(region)})
+        return dataclasses.replace(result, elapsed_s=time.perf_counter() - started)
 
     def generate(self, request: GenerateRequest, report: Reporter = silent_reporter, **options) -> Result:
         return self.run(self.prepare(request, **options), report)
@@ -160,7 +168,9 @@ def _flags(generated: Generated) -> tuple[bool, ...]:
     return tuple(generated.filtered) or (False,) * len(generated.images)
 
 
-def _inpaint(engine, prepared: Prepared, report: Reporter) -> tuple[list[Image.Image], tuple[bool, ...]]:
+def _inpaint(
+    engine, prepared: Prepared, report: Reporter
+) -> tuple[list[Image.Image], tuple[bool, ...], tuple[int, int, int, int]]:
     request: InpaintRequest = prepared.request
     spec = prepared.spec
     # 1. The hard mask goes to the model; the feathered one only to the final composite.
@@ -182,14 +192,19 @@ def _inpaint(engine, prepared: Prepared, report: Reporter) -> tuple[list[Image.I
     generated = engine.inpaint(fit.apply(region), fit.apply(hard.crop(box), is_mask=True), request, report)
     restored = fit.restore(generated.images[0])
     # 4. Only masked pixels change.
-    return [masks.paste_back(request.image, restored, feathered, box)], _flags(generated)
+    return [masks.paste_back(request.image, restored, feathered, box)], _flags(generated), box
 
 
-def _from_store(key: str, stored: StoredResult) -> Result:
+def _from_store(prepared: Prepared, stored: StoredResult) -> Result:
     metadata = stored.metadata
-    parameters = dict(metadata["parameters"])
-    filtered = tuple(metadata.get("filtered", [False] * len(stored.pngs)))
-    return Result(tuple(stored.pngs), parameters, key, True, filtered, 0.0)
+    decoded = [Image.open(io.BytesIO(png)) for png in stored.pngs]
+    if "region" in metadata:  # an edit: the stored region pasted into the request's image
+        image = prepared.request.image.copy()
+        image.paste(decoded[0], tuple(metadata["region"]))
+        decoded = [image]
+    images = tuple(image.copy() if image.mode in ("RGB", "RGBA") else image.convert("RGB") for image in decoded)
+    filtered = tuple(metadata.get("filtered", [False] * len(images)))
+    return Result(images, dict(metadata["parameters"]), prepared.key, True, filtered, 0.0)
 
 
 def describe(result: Result) -> dict[str, Any]:
