@@ -492,10 +492,10 @@ def _model_list() -> list[dict[str, Any]]:
 @functools.cache
 def _device() -> str:
     """The device inference runs on. torch is imported here, on the first call, never at import."""
-    from core.devices import pick_device
+    from core.devices import active_device
 
     try:
-        return pick_device(services.settings().device)
+        return active_device(services.settings().device)
     except StudioError as error:  # a bad STUDIO_DEVICE: health still answers, and says so
         return f"misconfigured: {error.message}"
 

@@ -5,16 +5,21 @@ from __future__ import annotations
 import ctypes
 import gc
 import os
+import shutil
 import sys
-
-import torch
+from typing import TYPE_CHECKING
 
 from core.errors import BadParameterError
+
+if TYPE_CHECKING:
+    import torch
 
 _KINDS = ("cuda", "mps", "cpu")
 
 
 def _usable(device: str) -> bool:
+    import torch
+
     kind, _, index = device.partition(":")
     if kind == "cpu":
         return index == ""
@@ -43,17 +48,40 @@ def pick_device(preferred: str | None = None) -> str:
 def pick_dtype(device: str) -> torch.dtype:
     """Half precision on GPUs (half the memory, much faster), full precision on CPUs (where
     float16 is slow and some kernels are missing)."""
+    import torch
+
     return torch.float16 if device.partition(":")[0] in ("cuda", "mps") else torch.float32
 
 
-def device_summary(device: str | None = None) -> str:
+def active_device(preferred: str | None = None) -> str:
+    """`pick_device`, answered without importing torch (~1.5 s) on machines with no GPU driver,
+    for cheap status lines (the home page, the API's health)."""
+    if (preferred or "cpu").strip().lower() == "cpu" and not _gpu_driver_present():
+        return "cpu"
+    return pick_device(preferred)
+
+
+def device_summary(preferred: str | None = None) -> str:
     """One line for people, e.g. "CPU (2 cores)" or "CUDA: NVIDIA GeForce RTX 3060"."""
-    device = device or pick_device()
+    device = active_device(preferred)
     kind = device.partition(":")[0]
     if kind == "cuda":
+        import torch
+
         return f"CUDA: {torch.cuda.get_device_name(torch.device(device))}"
     if kind == "mps":
         return "Apple GPU (MPS)"
+    return _cpu_summary()
+
+
+def _gpu_driver_present() -> bool:
+    """Whether torch could find a GPU here at all: an NVIDIA or ROCm driver, or a Mac (MPS)."""
+    if sys.platform == "darwin":
+        return True
+    return os.path.exists("/proc/driver/nvidia") or os.path.exists("/dev/kfd") or shutil.which("nvidia-smi") is not None
+
+
+def _cpu_summary() -> str:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return f"CPU ({cores} core{'s' if cores != 1 else ''})"
 
@@ -63,6 +91,8 @@ def release_memory(device: str) -> None:
     resident-models limit means what it says (the process's RSS / GPU memory really drops)."""
     gc.collect()
     kind = device.partition(":")[0]
+    if kind in ("cuda", "mps"):
+        import torch
     if kind == "cuda" and torch.cuda.is_available():
         torch.cuda.empty_cache()
     elif kind == "mps" and torch.backends.mps.is_available():

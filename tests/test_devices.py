@@ -71,3 +71,17 @@ def test_release_memory_collects_dropped_models():
         assert probe() is None
     finally:
         gc.enable()
+
+
+def test_status_lines_on_a_machine_without_a_gpu_driver_do_not_import_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, core.devices as devices\n"
+        "devices._gpu_driver_present = lambda: False  # as on this machine and on Community Cloud\n"
+        "print(devices.active_device(), devices.device_summary().startswith('CPU ('), 'torch' in sys.modules)"
+    )
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.split() == ["cpu", "True", "False"]

@@ -30,10 +30,10 @@ TRY_MODEL = "opencv-telea"
 
 @st.cache_resource(show_spinner=False)
 def _device_line() -> str:
-    from core.devices import device_summary, pick_device  # imports torch: once per process, not at import
+    from core.devices import device_summary  # imports torch only where a GPU driver exists
 
     try:
-        return device_summary(pick_device(state.settings().device))
+        return device_summary(state.settings().device)
     except Exception as error:  # a bad STUDIO_DEVICE must not take the home page down
         return f"unavailable ({error})"
 
