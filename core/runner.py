@@ -8,11 +8,11 @@ once for every engine.
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
@@ -50,22 +50,39 @@ class Prepared:
 
 @dataclass(frozen=True, eq=False)
 class Result:
-    images: tuple[Image.Image, ...]
+    """A finished run's images and their PNGs, each made only when first asked for: encoding a
+    4096-px result costs more than the edit itself, and a cache hit need not decode anything."""
+
     parameters: dict[str, Any]
     key: str
     cached: bool
     filtered: tuple[bool, ...]
     elapsed_s: float
+    _load_images: Callable[[], tuple[Image.Image, ...]] = field(repr=False)
+    _encoded: tuple[bytes, ...] | None = field(default=None, repr=False)
 
     @property
     def seed(self) -> int:
         return self.parameters["seed"]
 
     @cached_property
+    def images(self) -> tuple[Image.Image, ...]:
+        return self._load_images()
+
+    @cached_property
     def pngs(self) -> tuple[bytes, ...]:
-        """PNGs carrying their parameters, encoded on first use (deterministic: a hit gives the same bytes).
-        Encoding a 4096-px result costs far more than the edit itself, so runs never pay it up front."""
+        """PNGs carrying their parameters (deterministic: a hit gives the bytes a miss gave)."""
+        if self._encoded is not None:
+            return self._encoded
         return tuple(encode_png(image, self.parameters) for image in self.images)
+
+    def __reduce__(self):  # st.cache_data copies results by pickling: send the PNGs, not loaders
+        fields = (self.parameters, self.key, self.cached, self.filtered, self.elapsed_s, self.pngs)
+        return _result_from_pngs, fields
+
+
+def _result_from_pngs(parameters, key, cached, filtered, elapsed_s, pngs) -> Result:
+    return Result(parameters, key, cached, filtered, elapsed_s, lambda: tuple(_decoded(png) for png in pngs), pngs)
 
 
 class Studio:
@@ -147,15 +164,17 @@ class Studio:
             log.exception("engine %s failed", prepared.spec.id)
             raise EngineError(f"{prepared.spec.name} failed while running; the details are in the server log") from error
         parameters = {**prepared.parameters, "filtered": list(filtered)}
-        result = Result(tuple(images), parameters, prepared.key, False, tuple(filtered), 0.0)
+        images, encoded = tuple(images), None
         if self.store is not None and not any(filtered):
             metadata = {"parameters": parameters, "filtered": list(filtered)}
             if region is None:
-                self.store.put(prepared.key, result.pngs, metadata)
+                encoded = tuple(encode_png(image, parameters) for image in images)
+                self.store.put(prepared.key, encoded, metadata)
             else:  # only the changed region: the rest is the request's own image, whose digest is in the key
                 patch = encode_png(images[0].crop(region), parameters)
                 self.store.put(prepared.key, (patch,), {**metadata, "region": list(region)})
-        return dataclasses.replace(result, elapsed_s=time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        return Result(parameters, prepared.key, False, tuple(filtered), elapsed, lambda: images, encoded)
 
     def generate(self, request: GenerateRequest, report: Reporter = silent_reporter, **options) -> Result:
         return self.run(self.prepare(request, **options), report)
@@ -197,14 +216,25 @@ def _inpaint(
 
 def _from_store(prepared: Prepared, stored: StoredResult) -> Result:
     metadata = stored.metadata
-    decoded = [Image.open(io.BytesIO(png)) for png in stored.pngs]
-    if "region" in metadata:  # an edit: the stored region pasted into the request's image
-        image = prepared.request.image.copy()
-        image.paste(decoded[0], tuple(metadata["region"]))
-        decoded = [image]
-    images = tuple(image.copy() if image.mode in ("RGB", "RGBA") else image.convert("RGB") for image in decoded)
-    filtered = tuple(metadata.get("filtered", [False] * len(images)))
-    return Result(images, dict(metadata["parameters"]), prepared.key, True, filtered, 0.0)
+    region = metadata.get("region")
+
+    def load_images() -> tuple[Image.Image, ...]:
+        decoded = [_decoded(png) for png in stored.pngs]
+        if region is None:
+            return tuple(decoded)
+        image = prepared.request.image.copy()  # an edit: its stored region pasted into the request's image
+        image.paste(decoded[0], tuple(region))
+        return (image,)
+
+    filtered = tuple(metadata.get("filtered", [False] * len(stored.pngs)))
+    encoded = None if region is not None else tuple(stored.pngs)
+    return Result(dict(metadata["parameters"]), prepared.key, True, filtered, 0.0, load_images, encoded)
+
+
+def _decoded(png: bytes) -> Image.Image:
+    image = Image.open(io.BytesIO(png))
+    image.load()
+    return image if image.mode in ("RGB", "RGBA") else image.convert("RGB")
 
 
 def describe(result: Result) -> dict[str, Any]:

@@ -127,3 +127,14 @@ def test_text_to_image_cancel_caches_nothing(studio, model):
         studio.run(prepared, steps)
     assert max(step for step, _ in steps.steps) == 1
     assert prepared.key not in studio.store
+
+
+def test_results_survive_pickling_as_their_pngs(studio, photo_and_mask):
+    """Streamlit's st.cache_data copies results by pickling them."""
+    import pickle
+
+    photo, mask = photo_and_mask
+    result = studio.inpaint(_inpaint_request("opencv-ns", photo, mask))
+    copy = pickle.loads(pickle.dumps(result))
+    assert copy.pngs == result.pngs and copy.parameters == result.parameters
+    assert np.array_equal(np.asarray(copy.images[0]), np.asarray(result.images[0]))
