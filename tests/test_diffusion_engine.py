@@ -198,7 +198,9 @@ def test_catalogue_fixture_registers_both_tiny_models(tiny_catalogue, tiny_catal
 def test_catalogue_model_loads_through_the_engine_registry(tiny_catalogue):
     engine = load_engine(tiny_catalogue.get("tiny-sd-inpaint"))
     assert isinstance(engine, DiffusionEngine)
-    assert engine.version.startswith("diffusers-")
+    from core.engines import engine_version
+
+    assert engine_version(engine.spec).startswith("diffusers-")
     assert inpaint(engine).images[0].size == (96, 64)
 
 

@@ -20,9 +20,9 @@ import pytest
 from PIL import Image, ImageDraw
 
 from core.catalogue import Catalogue
-from core.engines import ENGINES, EngineKind, load_engine
+from core.engines import load_engine
 from core.engines.base import silent_reporter
-from core.engines.hosted import HostedEngine, engine_version
+from core.engines.hosted import HostedEngine
 from core.errors import (
     BadParameterError,
     BusyError,
@@ -88,13 +88,6 @@ def online_with_token(server, monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     server.seen.clear()
-
-
-@pytest.fixture(autouse=True)
-def hosted_registered(monkeypatch):
-    """The registry entry proposed for core/engines/__init__.py, until it is there."""
-    if "hosted" not in ENGINES:
-        monkeypatch.setitem(ENGINES, "hosted", EngineKind(HostedEngine, engine_version))
 
 
 @pytest.fixture

@@ -15,12 +15,13 @@ import pytest
 from PIL import Image, ImageDraw
 
 from core.catalogue import Catalogue
-from core.engines import ENGINES, EngineKind, load_engine
+from core.engines import load_engine
 from core.engines.base import silent_reporter
-from core.engines.lama import LamaEngine, engine_version
+from core.engines.lama import LamaEngine
 from core.errors import BadParameterError, CancelledError, ModelUnavailableError
 from core.requests import GenerateRequest, InpaintRequest
 from tests import test_engine_contract as contract
+from tests.test_engine_contract import StepLog
 from tests.tiny_lama import TinyLama, export_tiny_lama, write_lama_catalogue
 
 
@@ -41,29 +42,11 @@ def catalogue(exports, tmp_path, monkeypatch) -> Catalogue:
     return Catalogue.load(catalogue_file)
 
 
-@pytest.fixture(autouse=True)
-def lama_registered(monkeypatch):
-    """The registry entry proposed for core/engines/__init__.py, until it is there."""
-    if "lama" not in ENGINES:
-        monkeypatch.setitem(ENGINES, "lama", EngineKind(LamaEngine.load, engine_version))
-
-
 @pytest.fixture
 def photo_and_mask(astronaut):
     mask = Image.new("L", astronaut.size, 0)
     ImageDraw.Draw(mask).ellipse((190, 70, 320, 200), fill=255)  # the astronaut's face
     return astronaut, mask
-
-
-class StepLog:
-    def __init__(self, cancel_at: int | None = None):
-        self.steps: list[tuple[int, int]] = []
-        self.cancel_at = cancel_at
-
-    def __call__(self, step, total, preview=None):
-        self.steps.append((step, total))
-        if self.cancel_at is not None and step >= self.cancel_at:
-            raise CancelledError("cancelled")
 
 
 def _request(model: str, photo: Image.Image, mask: Image.Image, **changes) -> InpaintRequest:
@@ -245,7 +228,7 @@ class RecordingEngine:
     """The real engine, noting the size of every region the runner hands it and the time it took."""
 
     def __init__(self, engine):
-        self._engine, self.spec, self.version = engine, engine.spec, engine.version
+        self._engine, self.spec = engine, engine.spec
         self.sizes: list[tuple[int, int]] = []
         self.seconds: list[float] = []
 

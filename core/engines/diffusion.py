@@ -32,7 +32,6 @@ from PIL import Image
 
 from core import devices, preview
 from core.catalogue import ModelSpec, hub_file_from_url, hub_offline
-from core.engines import engine_version
 from core.engines.base import Generated, Reporter
 from core.errors import (
     BadParameterError,
@@ -368,7 +367,6 @@ class DiffusionEngine:
 
     def __init__(self, spec: ModelSpec, device: str, txt2img, inpaint):
         self.spec = spec
-        self.version = engine_version(spec)
         self.device = device
         self._txt2img = txt2img
         self._inpaint = inpaint

@@ -26,7 +26,6 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from importlib import metadata
 from typing import Any
 
 from PIL import Image, UnidentifiedImageError
@@ -51,10 +50,6 @@ MAX_TIMEOUT_S = 900.0
 POLL_S = 0.2  # how often the wait checks for cancel
 
 
-def engine_version() -> str:
-    return f"hosted-huggingface_hub-{metadata.version('huggingface_hub')}-1"
-
-
 class _NotAnImage(Exception):
     """The service answered 200 with bytes that do not decode as an image."""
 
@@ -75,7 +70,6 @@ class HostedEngine:
         if not endpoint and not spec.hub:
             raise BadParameterError(f"{spec.id}: a hosted model needs 'hub' (a model id) or options.endpoint")
         self.spec = spec
-        self.version = engine_version()
         self._provider = provider or "auto"
         self._endpoint = endpoint
         self._timeout = float(timeout)

@@ -61,7 +61,6 @@ class _Interface:
 class LamaEngine:
     def __init__(self, spec: ModelSpec, session: Any):
         self.spec = spec
-        self.version = engine_version()
         self._session = session
         self._interface = _read_interface(spec, session)
 
