@@ -952,6 +952,15 @@ def paste_back(
     out = original * (1 - m) + generated * m, only inside `box`; wherever m == 0 the output is byte-identical to
     `original`, alpha included. For RGBA, painted pixels become at least as opaque as the mask there.
     """
+    result = original.copy()
+    result.paste(blend_region(original, generated, feathered_mask, box), box[:2])
+    return result
+
+
+def blend_region(
+    original: Image.Image, generated: Image.Image, feathered_mask: Image.Image, box: tuple[int, int, int, int]
+) -> Image.Image:
+    """The box's part of `paste_back`'s output (same mode as `original`): cost follows the box, not the image."""
     if original.mode not in ("RGB", "RGBA"):
         raise ValueError(f"paste_back expects an RGB or RGBA original, got {original.mode}")
     if feathered_mask.size != original.size:
@@ -970,9 +979,7 @@ def paste_back(
         alpha = before[:, :, 3]
         alpha = np.where(weight[:, :, 0] > 0, np.maximum(alpha, weight[:, :, 0]), alpha).astype(np.uint8)
         colour = np.dstack([colour, alpha])
-    result = original.copy()
-    result.paste(Image.fromarray(colour), (left, top))
-    return result
+    return Image.fromarray(colour)
 
 
 def _as_l(mask: Image.Image) -> Image.Image:

@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Any
 
 from PIL import Image
@@ -34,6 +34,7 @@ from core.settings import ImageLimits, Settings
 log = logging.getLogger(__name__)
 
 Request = GenerateRequest | InpaintRequest
+Box = tuple[int, int, int, int]
 
 
 @dataclass(frozen=True)
@@ -150,12 +151,12 @@ class Studio:
         prepared.spec.require_available()
         try:
             engine = self.pool.get(prepared.spec)
-            region = None
+            patch = None
             if isinstance(prepared.request, InpaintRequest):
-                images, filtered, region = _inpaint(engine, prepared, report)
+                patch, filtered = _inpaint(engine, prepared, report)
             else:
                 generated = engine.text_to_image(prepared.request, report)
-                images, filtered = generated.images, _flags(generated)
+                images, filtered = tuple(generated.images), _flags(generated)
         except StudioError:
             raise
         except MemoryError as error:
@@ -164,17 +165,20 @@ class Studio:
             log.exception("engine %s failed", prepared.spec.id)
             raise EngineError(f"{prepared.spec.name} failed while running; the details are in the server log") from error
         parameters = {**prepared.parameters, "filtered": list(filtered)}
-        images, encoded = tuple(images), None
-        if self.store is not None and not any(filtered):
-            metadata = {"parameters": parameters, "filtered": list(filtered)}
-            if region is None:
+        encoded, store = None, self.store is not None and not any(filtered)
+        metadata = {"parameters": parameters, "filtered": list(filtered)}
+        if patch is not None:  # an edit is its changed region; the rest is the request's own image (in the key)
+            region, pixels = patch
+            if store:
+                self.store.put(prepared.key, (encode_png(pixels, parameters),), {**metadata, "region": list(region)})
+            load_images = partial(_edited, prepared.request.image, pixels, region)
+        else:
+            if store:
                 encoded = tuple(encode_png(image, parameters) for image in images)
                 self.store.put(prepared.key, encoded, metadata)
-            else:  # only the changed region: the rest is the request's own image, whose digest is in the key
-                patch = encode_png(images[0].crop(region), parameters)
-                self.store.put(prepared.key, (patch,), {**metadata, "region": list(region)})
+            load_images = partial(tuple, images)
         elapsed = time.perf_counter() - started
-        return Result(parameters, prepared.key, False, tuple(filtered), elapsed, lambda: images, encoded)
+        return Result(parameters, prepared.key, False, tuple(filtered), elapsed, load_images, encoded)
 
     def generate(self, request: GenerateRequest, report: Reporter = silent_reporter, **options) -> Result:
         return self.run(self.prepare(request, **options), report)
@@ -187,9 +191,8 @@ def _flags(generated: Generated) -> tuple[bool, ...]:
     return tuple(generated.filtered) or (False,) * len(generated.images)
 
 
-def _inpaint(
-    engine, prepared: Prepared, report: Reporter
-) -> tuple[list[Image.Image], tuple[bool, ...], tuple[int, int, int, int]]:
+def _inpaint(engine, prepared: Prepared, report: Reporter) -> tuple[tuple[Box, Image.Image], tuple[bool, ...]]:
+    """The edited region (box, pixels) and the safety flags; the full image is composed only when asked for."""
     request: InpaintRequest = prepared.request
     spec = prepared.spec
     # 1. The hard mask goes to the model; the feathered one only to the final composite.
@@ -211,7 +214,13 @@ def _inpaint(
     generated = engine.inpaint(fit.apply(region), fit.apply(hard.crop(box), is_mask=True), request, report)
     restored = fit.restore(generated.images[0])
     # 4. Only masked pixels change.
-    return [masks.paste_back(request.image, restored, feathered, box)], _flags(generated), box
+    return (box, masks.blend_region(request.image, restored, feathered, box)), _flags(generated)
+
+
+def _edited(image: Image.Image, pixels: Image.Image, box: Box) -> tuple[Image.Image, ...]:
+    edited = image.copy()
+    edited.paste(pixels, box[:2])
+    return (edited,)
 
 
 def _from_store(prepared: Prepared, stored: StoredResult) -> Result:
@@ -220,11 +229,7 @@ def _from_store(prepared: Prepared, stored: StoredResult) -> Result:
 
     def load_images() -> tuple[Image.Image, ...]:
         decoded = [_decoded(png) for png in stored.pngs]
-        if region is None:
-            return tuple(decoded)
-        image = prepared.request.image.copy()  # an edit: its stored region pasted into the request's image
-        image.paste(decoded[0], tuple(region))
-        return (image,)
+        return tuple(decoded) if region is None else _edited(prepared.request.image, decoded[0], tuple(region))
 
     filtered = tuple(metadata.get("filtered", [False] * len(stored.pngs)))
     encoded = None if region is not None else tuple(stored.pngs)

@@ -9,12 +9,8 @@ from __future__ import annotations
 
 import base64
 import io
-import os
-import socket
-import subprocess
-import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -27,70 +23,15 @@ from core.masks import mask_from_image
 from core.requests import InpaintRequest
 from core.runner import Studio
 from core.settings import Settings
+from tests.app_server import AppServer, headless_chromium, running_app
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "Home.py"
-CHROMIUM = "/usr/bin/chromium"
-STARTUP_TIMEOUT_S = 90
-
-
-@dataclass
-class Server:
-    url: str
-    process: subprocess.Popen
-    environ: dict[str, str]
-    log: Path
-
-    def log_tail(self) -> str:
-        return self.log.read_text(errors="replace")[-3000:]
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture
-def server(tmp_path) -> Server:
-    port = _free_port()
-    environ = {
-        **os.environ,
-        "STUDIO_CACHE_DIR": str(tmp_path / "cache"),
-        "HF_HUB_OFFLINE": "1",
-        "STUDIO_MAX_BODY_MB": "2",
-        "PYTHONPATH": str(REPO),
-    }
-    for name in ("STUDIO_API_KEY", "STUDIO_MODELS_FILE"):
-        environ.pop(name, None)
-    log = tmp_path / "server.log"
-    command = [
-        sys.executable, "-m", "streamlit", "run", SCRIPT.name,
-        "--server.port", str(port), "--server.headless", "true", "--server.address", "127.0.0.1",
-        "--browser.gatherUsageStats", "false",
-    ]  # fmt: skip
-    with open(log, "wb") as output:
-        process = subprocess.Popen(command, cwd=SCRIPT.parent, env=environ, stdout=output, stderr=subprocess.STDOUT)
-    started = Server(f"http://127.0.0.1:{port}", process, environ, log)
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while True:
-            assert process.poll() is None, f"the server exited:\n{started.log_tail()}"
-            assert time.monotonic() < deadline, f"the server did not start:\n{started.log_tail()}"
-            try:
-                if httpx.get(f"{started.url}/_stcore/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.25)
+def server(tmp_path) -> Iterator[AppServer]:
+    with running_app(tmp_path, {"STUDIO_MAX_BODY_MB": "2", "PYTHONPATH": str(REPO), "STUDIO_API_KEY": None}) as started:
         yield started
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=15)
 
 
 def _png(image: Image.Image) -> bytes:
@@ -108,8 +49,6 @@ def _core_request(image_png: bytes, mask_png: bytes, seed: int) -> InpaintReques
 @pytest.mark.slow
 @pytest.mark.browser
 def test_one_process_serves_pages_and_api_and_they_share_the_cache(server, astronaut):
-    from playwright.sync_api import sync_playwright
-
     photo = astronaut
     mask = Image.new("L", photo.size, 0)
     mask.paste(255, (220, 120, 300, 200))
@@ -118,67 +57,63 @@ def test_one_process_serves_pages_and_api_and_they_share_the_cache(server, astro
     # The test process's own view of the same store, through core.
     studio = Studio.from_settings(Settings.from_env(server.environ))
 
-    with sync_playwright() as playwright, httpx.Client(base_url=server.url, timeout=60) as http:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
-        try:
-            # 1. A page is open: the Home script ran in the server and rendered.
-            assert http.get("/").status_code == 200
-            page = browser.new_page()
-            page.goto(server.url)
-            page.wait_for_selector('[data-testid="stMainBlockContainer"]', timeout=60_000)
-            page.wait_for_function(
-                "document.querySelector('[data-testid=\"stMainBlockContainer\"]').innerText.trim().length > 0",
-                timeout=60_000,
-            )
+    with headless_chromium() as browser, httpx.Client(base_url=server.url, timeout=60) as http:
+        # 1. A page is open: the Home script ran in the server and rendered.
+        assert http.get("/").status_code == 200
+        page = browser.new_page()
+        page.goto(server.url)
+        page.wait_for_selector('[data-testid="stMainBlockContainer"]', timeout=60_000)
+        page.wait_for_function(
+            "document.querySelector('[data-testid=\"stMainBlockContainer\"]').innerText.trim().length > 0",
+            timeout=60_000,
+        )
 
-            # 2. The API answers from the very process that serves the page.
-            health = http.get("/api/v1/health")
-            assert health.headers.get("content-type") == "application/json", (
-                "no API at /api/v1: Home.py must define `app = st.App('Home.py', routes=api_routes())`"
-            )
-            assert health.status_code == 200, server.log_tail()
-            assert health.json()["pid"] == server.process.pid
-            assert {model["id"] for model in http.get("/api/v1/models").json()} >= {"opencv-telea", "opencv-ns"}
+        # 2. The API answers from the very process that serves the page.
+        health = http.get("/api/v1/health")
+        assert health.headers.get("content-type") == "application/json", (
+            "no API at /api/v1: Home.py must define `app = st.App('Home.py', routes=api_routes())`"
+        )
+        assert health.status_code == 200, server.log_tail()
+        assert health.json()["pid"] == server.process.pid
+        assert {model["id"] for model in http.get("/api/v1/models").json()} >= {"opencv-telea", "opencv-ns"}
 
-            # 3. An inpaint through the API is a cache hit for the same request made through core.
-            made = http.post("/api/v1/inpaint", json={**body, "seed": 11})
-            assert made.status_code == 200, made.text
-            assert made.json()["cached"] is False
-            api_png = base64.b64decode(made.json()["image"])
-            hit = studio.cached(studio.prepare(_core_request(image_png, mask_png, seed=11)))
-            assert hit is not None and hit.pngs == (api_png,)
-            before, after = np.asarray(photo), np.asarray(Image.open(io.BytesIO(api_png)))
-            assert np.array_equal(after[:100], before[:100])  # far from the mask: untouched
+        # 3. An inpaint through the API is a cache hit for the same request made through core.
+        made = http.post("/api/v1/inpaint", json={**body, "seed": 11})
+        assert made.status_code == 200, made.text
+        assert made.json()["cached"] is False
+        api_png = base64.b64decode(made.json()["image"])
+        hit = studio.cached(studio.prepare(_core_request(image_png, mask_png, seed=11)))
+        assert hit is not None and hit.pngs == (api_png,)
+        before, after = np.asarray(photo), np.asarray(Image.open(io.BytesIO(api_png)))
+        assert np.array_equal(after[:100], before[:100])  # far from the mask: untouched
 
-            # 4. ...and the other way round: what core made here, the API serves from the store.
-            core_result = studio.run(studio.prepare(_core_request(image_png, mask_png, seed=12)))
-            served = http.post("/api/v1/inpaint", json={**body, "seed": 12}).json()
-            assert served["cached"] is True
-            assert base64.b64decode(served["image"]) == core_result.pngs[0]
+        # 4. ...and the other way round: what core made here, the API serves from the store.
+        core_result = studio.run(studio.prepare(_core_request(image_png, mask_png, seed=12)))
+        served = http.post("/api/v1/inpaint", json={**body, "seed": 12}).json()
+        assert served["cached"] is True
+        assert base64.b64decode(served["image"]) == core_result.pngs[0]
 
-            # 5. An asynchronous job through the same server.
-            job = http.post("/api/v1/jobs", json={"task": "inpaint", **body, "padding": 48})
-            assert job.status_code == 202
-            deadline = time.monotonic() + 30
-            while (status := http.get(f"/api/v1/jobs/{job.json()['id']}").json())["status"] != "done":
-                assert status["status"] in ("queued", "running") and time.monotonic() < deadline, status
-                time.sleep(0.05)
-            finished = http.get(f"/api/v1/jobs/{job.json()['id']}/result").json()
-            assert finished["parameters"]["padding"] == 48 and finished["seed"] == 0  # OpenCV ignores seeds: 0
+        # 5. An asynchronous job through the same server.
+        job = http.post("/api/v1/jobs", json={"task": "inpaint", **body, "padding": 48})
+        assert job.status_code == 202
+        deadline = time.monotonic() + 30
+        while (status := http.get(f"/api/v1/jobs/{job.json()['id']}").json())["status"] != "done":
+            assert status["status"] in ("queued", "running") and time.monotonic() < deadline, status
+            time.sleep(0.05)
+        finished = http.get(f"/api/v1/jobs/{job.json()['id']}/result").json()
+        assert finished["parameters"]["padding"] == 48 and finished["seed"] == 0  # OpenCV ignores seeds: 0
 
-            # 6. The body cap holds over real HTTP, declared or streamed (STUDIO_MAX_BODY_MB=2).
-            too_big = http.post("/api/v1/inpaint", content=b"x" * (3 * 1024 * 1024), headers={"content-type": "application/json"})
-            assert too_big.status_code == 413 and too_big.json()["error"]["code"] == "body_too_large"
-            streamed = http.post(
-                "/api/v1/inpaint",
-                content=(b"x" * 65536 for _ in range(48)),  # 3 MB, chunked: no Content-Length
-                headers={"content-type": "application/json"},
-            )
-            assert streamed.status_code == 413
+        # 6. The body cap holds over real HTTP, declared or streamed (STUDIO_MAX_BODY_MB=2).
+        too_big = http.post("/api/v1/inpaint", content=b"x" * (3 * 1024 * 1024), headers={"content-type": "application/json"})
+        assert too_big.status_code == 413 and too_big.json()["error"]["code"] == "body_too_large"
+        streamed = http.post(
+            "/api/v1/inpaint",
+            content=(b"x" * 65536 for _ in range(48)),  # 3 MB, chunked: no Content-Length
+            headers={"content-type": "application/json"},
+        )
+        assert streamed.status_code == 413
 
-            # 7. After all that, the page and the server are still fine.
-            assert page.locator('[data-testid="stException"]').count() == 0
-            assert http.get("/_stcore/health").status_code == 200
-            assert http.get("/api/v1/health").json()["queue_length"] == 0
-        finally:
-            browser.close()
+        # 7. After all that, the page and the server are still fine.
+        assert page.locator('[data-testid="stException"]').count() == 0
+        assert http.get("/_stcore/health").status_code == 200
+        assert http.get("/api/v1/health").json()["queue_length"] == 0

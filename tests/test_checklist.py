@@ -19,7 +19,6 @@ import os
 import pickle
 import shutil
 import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -52,6 +51,7 @@ from core.jobs import JobState
 from core.pool import ModelPool
 from core.requests import GenerateRequest, InpaintRequest
 from core.runner import Studio
+from tests.app_server import AppServer, running_app
 from tests.tiny_pipelines import add_safety_checker, write_catalogue
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -577,51 +577,12 @@ def test_item_10_animated_files_give_their_first_frame_deterministically(api, fo
 SERVER_API_KEY = "checklist-api-key"
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def app_server(tmp_path_factory) -> Iterator[tuple[str, subprocess.Popen]]:
-    """`streamlit run Home.py` from the repository (so .streamlit/config.toml applies), with an API key and a
-    1 MB API body cap."""
-    root = tmp_path_factory.mktemp("server")
-    port = _free_port()
-    environ = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "STUDIO_CACHE_DIR": str(root / "cache"),
-        "HF_HUB_OFFLINE": "1",
-        "STUDIO_API_KEY": SERVER_API_KEY,
-        "STUDIO_MAX_BODY_MB": "1",
-    }
-    environ.pop("STUDIO_MODELS_FILE", None)
-    log = root / "server.log"
-    command = [sys.executable, "-m", "streamlit", "run", "Home.py", "--server.port", str(port), "--server.address", "127.0.0.1"]
-    with open(log, "wb") as output:
-        process = subprocess.Popen(command, cwd=ROOT, env=environ, stdout=output, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert process.poll() is None, log.read_text(errors="replace")[-3000:]
-            assert time.monotonic() < deadline, "the server did not start"
-            try:
-                if httpx.get(f"{url}/_stcore/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        yield url, process
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+def app_server(tmp_path_factory) -> Iterator[AppServer]:
+    """`streamlit run Home.py` with an API key and a 1 MB API body cap."""
+    env = {"PYTHONPATH": str(ROOT), "STUDIO_API_KEY": SERVER_API_KEY, "STUDIO_MAX_BODY_MB": "1"}
+    with running_app(tmp_path_factory.mktemp("server"), env) as server:
+        yield server
 
 
 async def _uploads_through_a_session(url: str, sizes: list[int]) -> list[int]:
@@ -661,7 +622,7 @@ async def _uploads_through_a_session(url: str, sizes: list[int]) -> list[int]:
 @pytest.mark.slow
 def test_item_11_uploads_over_the_cap_are_refused_by_the_server_and_by_the_api(app_server):
     """11. Upload over the cap → refused by the server (`server.maxUploadSize`) and by the API (413)."""
-    url, _ = app_server
+    url = app_server.url
     # .streamlit/config.toml sets 25 MB (Streamlit's own default is 200 MB): a 1 MB upload is taken, 26 MB refused.
     assert asyncio.run(_uploads_through_a_session(url, [1 * 2**20, 26 * 2**20])) == [204, 413]
     # The API of the same server: STUDIO_MAX_BODY_MB=1.
@@ -1659,7 +1620,7 @@ def wait_job_status(queue, job_id: str):
 @pytest.mark.slow
 def test_item_32_the_app_server_serves_the_api_with_its_key_and_body_cap(app_server):
     """32. API: auth, body cap, same queue and lock, 429/503 when full."""
-    url, process = app_server
+    url, process = app_server.url, app_server.process
     with httpx.Client(base_url=url, timeout=60) as http:
         health = http.get(f"{API_PREFIX}/health")
         assert health.status_code == 200 and health.json()["pid"] == process.pid  # the pages' own process
