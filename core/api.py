@@ -193,6 +193,7 @@ class _ResultBody(BaseModel):
     cached: bool
     parameters: dict[str, Any] = Field(description="Every parameter, as stored in the PNGs.")
     app_version: str
+    warnings: list[str] = Field(default=[], description="For people, e.g. a prompt the text encoder cuts short.")
 
 
 class GenerateResult(_ResultBody):

@@ -76,6 +76,7 @@ def _generate(args) -> int:
         scheduler=args.scheduler,
     )
     prepared = studio.prepare(request, allow_local_path=True)
+    _say_warnings(prepared)
     with _ProgressBar(prepared.spec.name) as progress:
         result = studio.run(prepared, progress)
     _say_result(result)
@@ -179,11 +180,17 @@ def _run_inpaint(studio, args, image, mask, *, label: str, quiet: bool = False):
         whole_image=args.whole_image,
     )
     prepared = studio.prepare(request, allow_local_path=True)
+    _say_warnings(prepared)
     with _ProgressBar(label, disable=quiet) as progress:
         result = studio.run(prepared, progress)
     if not quiet:
         _say_result(result)
     return result
+
+
+def _say_warnings(prepared) -> None:
+    for warning in prepared.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
 
 
 def _say_result(result) -> None:

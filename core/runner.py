@@ -27,6 +27,7 @@ from core.engines.base import Generated, Reporter, silent_reporter
 from core.errors import EngineError, OutOfMemoryError, StudioError
 from core.images import plan_fit, to_model_rgb
 from core.pool import ModelPool
+from core.prompts import prompt_warnings
 from core.provenance import encode_png
 from core.requests import GenerateRequest, InpaintRequest
 from core.settings import ImageLimits, Settings
@@ -47,6 +48,7 @@ class Prepared:
     parameters: dict[str, Any]  # what every output PNG carries
     total_steps: int  # steps the engine will report, for progress and ETA
     work_pixels: int  # pixels the model works on, for ETA
+    warnings: tuple[str, ...] = ()  # for people: e.g. a prompt the text encoder will cut short
 
 
 @dataclass(frozen=True, eq=False)
@@ -134,7 +136,8 @@ class Studio:
             "engine": version,
             **({"image_digest": image_digests["image"], "mask_digest": image_digests["mask"]} if image_digests else {}),
         }
-        return Prepared(request, spec, key, parameters, total_steps, work_pixels)
+        warnings = prompt_warnings(request.prompt, request.negative_prompt) if spec.engine == "diffusers" else ()
+        return Prepared(request, spec, key, parameters, total_steps, work_pixels, warnings)
 
     def cached(self, prepared: Prepared) -> Result | None:
         if self.store is None:
@@ -244,7 +247,16 @@ def _decoded(png: bytes) -> Image.Image:
 
 def describe(result: Result) -> dict[str, Any]:
     """The JSON-ready summary shared by the CLI and the API."""
-    return {"seed": result.seed, "cached": result.cached, "parameters": result.parameters, "app_version": core.__version__}
+    parameters = result.parameters
+    clip_encoded = str(parameters.get("engine", "")).startswith("diffusers-")
+    warnings = prompt_warnings(parameters.get("prompt", ""), parameters.get("negative_prompt", "")) if clip_encoded else ()
+    return {
+        "seed": result.seed,
+        "cached": result.cached,
+        "parameters": parameters,
+        "app_version": core.__version__,
+        "warnings": list(warnings),
+    }
 
 
 __all__ = ["Prepared", "Result", "Studio", "describe"]

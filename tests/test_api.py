@@ -628,3 +628,11 @@ def test_json_response_bodies_are_strict_json(client, astronaut):
         json={"model": "opencv-telea", "image": encoded(astronaut), "mask": encoded(box_mask(astronaut.size, (5, 5, 30, 30)))},
     )
     json.loads(response.text, parse_constant=lambda name: pytest.fail(f"non-standard JSON constant {name}"))
+
+
+def test_a_prompt_too_long_for_the_text_encoder_comes_back_with_a_warning(tiny_client):
+    body = {"model": "tiny-sd", "width": 64, "height": 64, "num_inference_steps": 1, "seed": 3}
+    short = tiny_client.post(f"{API_PREFIX}/generate", json={**body, "prompt": "a red fox"}).json()
+    long = tiny_client.post(f"{API_PREFIX}/generate", json={**body, "prompt": "a red fox in deep snow, " * 20}).json()
+    assert short["warnings"] == []
+    assert len(long["warnings"]) == 1 and "reads only 77" in long["warnings"][0]

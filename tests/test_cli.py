@@ -130,3 +130,14 @@ def test_generate_from_a_local_pipeline_folder_writes_numbered_images(tmp_path, 
     assert sorted(p.name for p in tmp_path.glob("gen-*.png")) == ["gen-1.png", "gen-2.png"]
     assert json.loads(run_cli("info", str(tmp_path / "gen-2.png")).stdout)["seed"] == 3
     assert "seed: 3" in completed.stderr
+
+
+@pytest.mark.slow
+def test_a_prompt_longer_than_the_text_encoder_reads_is_warned_about(tmp_path, tiny_pipeline_dirs):
+    long_prompt = ", ".join(["a very detailed red cube on a wooden table"] * 12)
+    completed = run_cli(
+        "generate", long_prompt, "--model", str(tiny_pipeline_dirs["txt2img"]), "-o", str(tmp_path / "long.png"),
+        "--steps", "1", "--width", "64", "--height", "64", "--seed", "1",
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert "warning: the prompt is about" in completed.stderr and "reads only 77" in completed.stderr

@@ -2,25 +2,11 @@
 
 from __future__ import annotations
 
-import re
-
 import streamlit as st
 
 from core.catalogue import ModelSpec
+from core.prompts import CLIP_MAX_TOKENS, truncation_warning
 from core.runner import Studio
-
-CLIP_MAX_TOKENS = 77  # start and end markers included
-_PIECES = re.compile(r"[^\W\d_]+|\d|[^\w\s]|_")
-
-
-def estimate_tokens(text: str) -> int:
-    """A cheap upper-leaning estimate of CLIP's count, start and end markers included: one token
-    per word, digit and punctuation mark, plus one per 7 further letters of a long word (rare
-    words split into pieces)."""
-    count = 2
-    for piece in _PIECES.findall(text):
-        count += 1 + max(0, len(piece) - 1) // 7
-    return count
 
 
 def exact_tokens(studio: Studio, spec: ModelSpec, text: str) -> tuple[int, int] | None:
@@ -39,19 +25,10 @@ def exact_tokens(studio: Studio, spec: ModelSpec, text: str) -> tuple[int, int] 
 def prompt_length_warning(studio: Studio, spec: ModelSpec | None, text: str, *, what: str = "prompt") -> None:
     if not text.strip() or spec is None or spec.engine != "diffusers":
         return
-    exact = exact_tokens(studio, spec, text)
-    if exact is not None:
-        tokens, limit = exact
-        how = "counted by the model's tokenizer"
-    else:
-        tokens, limit = estimate_tokens(text), CLIP_MAX_TOKENS
-        how = "estimated; the exact count appears once the model is loaded"
-    if tokens > limit:
-        st.warning(
-            f"The {what} is about {tokens} tokens ({how}); the text encoder reads only {limit}, "
-            "so the end of it will be ignored. Shorten it or put what matters first.",
-            icon=":material/content_cut:",
-        )
+    tokens, limit = exact_tokens(studio, spec, text) or (None, CLIP_MAX_TOKENS)
+    warning = truncation_warning(text, what=what, tokens=tokens, limit=limit)
+    if warning is not None:
+        st.warning(warning[0].upper() + warning[1:] + ".", icon=":material/content_cut:")
 
 
-__all__ = ["CLIP_MAX_TOKENS", "estimate_tokens", "exact_tokens", "prompt_length_warning"]
+__all__ = ["exact_tokens", "prompt_length_warning"]
