@@ -315,7 +315,7 @@ def test_inpaint_job_result_has_the_synchronous_shape(client, astronaut):
     job = client.post(f"{API_PREFIX}/jobs", json=body).json()
     assert wait_for(client, job["id"], {"done", "failed"})["status"] == "done"
     result = client.get(f"{API_PREFIX}/jobs/{job['id']}/result").json()
-    assert set(result) == {"image", "seed", "cached", "parameters", "app_version"}
+    assert set(result) == {"image", "seed", "cached", "parameters", "app_version", "warnings"}
     assert decoded(result["image"]).size == astronaut.size
 
 
