@@ -77,8 +77,9 @@ class ModelSpec:
         return None
 
     @property
-    def uses_seed(self) -> bool:
-        """Deterministic engines (OpenCV, LaMa) ignore the seed, so it must not split their cache keys."""
+    def generative(self) -> bool:
+        """Reads a prompt and a seed. The others (OpenCV, LaMa) only remove, deterministically: they
+        ignore both, so neither may split their cache keys."""
         return self.engine in ("diffusers", "hosted")
 
     def supports(self, task: str) -> bool:

@@ -77,7 +77,7 @@ class _Sampling:
             self,
             num_inference_steps=spec.default_steps if self.num_inference_steps is None else self.num_inference_steps,
             guidance_scale=float(spec.default_guidance if self.guidance_scale is None else self.guidance_scale),
-            seed=(random_seed() if self.seed is None else self.seed) if spec.uses_seed else 0,
+            seed=(random_seed() if self.seed is None else self.seed) if spec.generative else 0,
             scheduler=spec.default_scheduler if self.scheduler is None else self.scheduler,
         )
 

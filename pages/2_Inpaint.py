@@ -20,7 +20,6 @@ from core.ui.uploads import LoadedImage, image_uploader, load_named
 
 SOURCE, JOB, JOB_SOURCE, UPLOAD_SEEN = "inpaint.source", "inpaint.job", "inpaint.job-source", "inpaint.upload-seen"
 REMOVE, REPLACE = "Remove", "Replace or regenerate"
-REMOVE_ENGINES = ("opencv", "lama")
 
 
 def use_result_as_input(name: str, png: bytes) -> None:
@@ -34,6 +33,7 @@ st.title("Inpaint")
 st.caption("Paint over part of a photo, then remove it (no prompt) or replace it with what you describe.")
 
 settings, studio = state.settings(), state.studio()
+best_remover = studio.catalogue.default_remove_model()  # LaMa when downloaded, else OpenCV
 
 # 1. The photo: a new upload, or the image sent from Generate / a previous round.
 upload = image_uploader("Photo (JPEG, PNG or WebP)", key="inpaint.upload", limits=settings.image_limits)
@@ -86,15 +86,15 @@ with how_column:
             studio.catalogue,
             "inpaint",
             key="inpaint.remove-model",
-            keep=lambda spec: spec.engine in REMOVE_ENGINES,
-            prefer=lambda spec: spec.engine == "lama",
+            keep=lambda spec: not spec.generative,
+            prefer=lambda spec: spec.id == best_remover,
         )
     else:
         spec = model_picker(
             studio.catalogue,
             "inpaint",
             key="inpaint.replace-model",
-            keep=lambda spec: spec.engine not in REMOVE_ENGINES,
+            keep=lambda spec: spec.generative,
         )
         prompt = st.text_area("Prompt: what should be there", key="inpaint.prompt", height=80)
         negative = st.text_input("Negative prompt: what to avoid", key="inpaint.negative")

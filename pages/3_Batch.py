@@ -16,7 +16,6 @@ from core.ui.uploads import IMAGE_TYPES
 
 RUN = "batch.run"
 ONE_MASK, BY_NAME, ZIP = "One mask for all images", "Masks matched by file name", "A ZIP of images and masks"
-REMOVE_ENGINES = ("opencv", "lama")
 GALLERY = 12  # result thumbnails shown on the page
 
 
@@ -31,6 +30,7 @@ st.caption(
 )
 
 settings, studio = state.settings(), state.studio()
+best_remover = studio.catalogue.default_remove_model()  # LaMa when downloaded, else OpenCV
 inputs, setup = st.columns([3, 2], gap="large")
 
 with inputs:
@@ -76,8 +76,8 @@ with setup:
         studio.catalogue,
         "inpaint",
         key="batch.remove-model" if remove else "batch.replace-model",
-        keep=lambda spec: (spec.engine in REMOVE_ENGINES) == remove,
-        prefer=lambda spec: spec.engine == "lama",  # the best remover, when it is downloaded
+        keep=lambda spec: spec.generative != remove,
+        prefer=lambda spec: spec.id == best_remover,
     )
     prompt = negative = ""
     sampling = None

@@ -23,7 +23,6 @@ from core.ui.uploads import image_uploader
 RUN = "compare.run"  # {"group": str, "jobs": [(model name, job id)]}
 TEXT, EDIT = "Text to image", "Inpainting"
 MAX_MODELS = 4
-REMOVE_ENGINES = ("opencv", "lama")
 
 
 def views(jobs: list[tuple[str, str]]) -> list[ItemView]:
@@ -54,7 +53,7 @@ if len(specs) < 2:
 
 prompt = negative = ""
 seed = None
-prompted = [spec for spec in specs if spec.engine not in REMOVE_ENGINES]  # models that read a prompt and a seed
+prompted = [spec for spec in specs if spec.generative]  # models that read a prompt and a seed
 if task == TEXT or prompted:
     prompt = st.text_area("Prompt", key="compare.prompt", height=80)
     negative = st.text_input("Negative prompt", key="compare.negative")
