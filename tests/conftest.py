@@ -1,4 +1,4 @@
-"""Shared fixtures: real photos (scikit-image) and an isolated cache per test."""
+"""Shared fixtures: real photos (scikit-image), an isolated cache per test, fresh services and pages."""
 
 from __future__ import annotations
 
@@ -35,3 +35,25 @@ def isolated_cache(tmp_path_factory, monkeypatch):
     """Every test gets its own result store unless it sets STUDIO_CACHE_DIR itself."""
     monkeypatch.setenv("STUDIO_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture
+def fresh_services():
+    """The process-wide studio and queue, rebuilt from the environment the test set (and dropped after it)."""
+    from core import services
+
+    services.reset()
+    yield
+    services.reset()  # also cancels whatever the test left running
+
+
+@pytest.fixture
+def fresh_app(fresh_services):
+    """Pages read the process-wide services through Streamlit's caches: start those afresh too."""
+    import streamlit as st  # here, so that tests without pages never load Streamlit
+
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    yield
+    st.cache_resource.clear()
+    st.cache_data.clear()

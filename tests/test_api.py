@@ -26,8 +26,8 @@ from starlette.testclient import TestClient
 from core import services
 from core.api import API_PREFIX, api_routes, create_api
 from core.provenance import read_parameters
+from tests.api_helpers import PATIENCE_S, wait_for_a_step, wait_for_status
 
-PATIENCE_S = 180  # generous: the machine is shared, and a deadline here only bounds a hang
 LONG_JOB = {"model": "tiny-sd", "prompt": "a long job", "width": 512, "height": 512, "num_inference_steps": 150}
 
 
@@ -64,27 +64,6 @@ def error_of(response) -> tuple[int, str, str]:
     message = body["error"]["message"]
     assert "\n" not in message and "Traceback" not in message and "/tmp" not in message
     return response.status_code, body["error"]["code"], message
-
-
-def wait_for(client: TestClient, job_id: str, states: set[str], timeout_s: float = PATIENCE_S) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        status = client.get(f"{API_PREFIX}/jobs/{job_id}").json()
-        if status["status"] in states:
-            return status
-        assert time.monotonic() < deadline, f"job stayed {status}"
-        time.sleep(0.05)
-
-
-def wait_running(client: TestClient, job_id: str) -> dict:
-    """Until the job has made a step, so it is past loading and cancels at its next step."""
-    deadline = time.monotonic() + PATIENCE_S
-    while True:
-        status = client.get(f"{API_PREFIX}/jobs/{job_id}").json()
-        if status["status"] == "running" and status["step"] >= 1:
-            return status
-        assert status["status"] in ("queued", "running") and time.monotonic() < deadline, status
-        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -285,7 +264,7 @@ def test_job_lifecycle_queue_progress_409_cancel_and_result(tiny_client):
     short_id = short.json()["id"]
 
     assert error_of(tiny_client.get(f"{API_PREFIX}/jobs/{long_id}/result"))[:2] == (409, "job_not_done")
-    running = wait_running(tiny_client, long_id)
+    running = wait_for_a_step(tiny_client, long_id)
     assert running["position"] == 0 and running["total"] >= 150  # the scheduler may add a warm-up step
     waiting = tiny_client.get(f"{API_PREFIX}/jobs/{short_id}").json()
     assert waiting["status"] == "queued" and waiting["position"] == 1
@@ -295,11 +274,11 @@ def test_job_lifecycle_queue_progress_409_cancel_and_result(tiny_client):
     cancelled = tiny_client.delete(f"{API_PREFIX}/jobs/{long_id}")
     assert cancelled.status_code == 200
     assert cancelled.json()["cancel_requested"] or cancelled.json()["status"] == "cancelled"
-    final = wait_for(tiny_client, long_id, {"cancelled", "done", "failed"})
+    final = wait_for_status(tiny_client, long_id, {"cancelled", "done", "failed"})
     assert final["status"] == "cancelled" and final["step"] < final["total"]
     assert error_of(tiny_client.get(f"{API_PREFIX}/jobs/{long_id}/result"))[:2] == (409, "cancelled")
 
-    done = wait_for(tiny_client, short_id, {"done", "failed", "cancelled"})
+    done = wait_for_status(tiny_client, short_id, {"done", "failed", "cancelled"})
     assert done["status"] == "done" and done["step"] == done["total"] >= 2
     result = tiny_client.get(f"{API_PREFIX}/jobs/{short_id}/result")
     assert result.status_code == 200
@@ -313,7 +292,7 @@ def test_job_lifecycle_queue_progress_409_cancel_and_result(tiny_client):
 def test_inpaint_job_result_has_the_synchronous_shape(client, astronaut):
     body = {"task": "inpaint", "model": "opencv-telea", "image": encoded(astronaut), "mask": encoded(box_mask(astronaut.size, (0, 0, 40, 40)))}
     job = client.post(f"{API_PREFIX}/jobs", json=body).json()
-    assert wait_for(client, job["id"], {"done", "failed"})["status"] == "done"
+    assert wait_for_status(client, job["id"], {"done", "failed"})["status"] == "done"
     result = client.get(f"{API_PREFIX}/jobs/{job['id']}/result").json()
     assert set(result) == {"image", "seed", "cached", "parameters", "app_version", "warnings"}
     assert decoded(result["image"]).size == astronaut.size
@@ -323,7 +302,7 @@ def test_a_job_that_fails_reports_its_error_and_result_answers_with_it(client, a
     empty_mask = Image.new("L", astronaut.size, 0)
     body = {"task": "inpaint", "model": "opencv-telea", "image": encoded(astronaut), "mask": encoded(empty_mask)}
     job = client.post(f"{API_PREFIX}/jobs", json=body).json()
-    status = wait_for(client, job["id"], {"done", "failed"})
+    status = wait_for_status(client, job["id"], {"done", "failed"})
     assert status["status"] == "failed" and status["error_code"] == "bad_mask" and "empty" in status["error"]
     assert error_of(client.get(f"{API_PREFIX}/jobs/{job['id']}/result"))[:2] == (400, "bad_mask")
 
@@ -512,7 +491,7 @@ def test_a_full_queue_answers_429_with_retry_after(tiny_catalogue, make_client, 
     monkeypatch.setenv("STUDIO_MAX_QUEUE", "1")
     client = make_client()
     running = client.post(f"{API_PREFIX}/jobs", json={"task": "generate", **LONG_JOB, "seed": 10}).json()
-    wait_running(client, running["id"])
+    wait_for_a_step(client, running["id"])
     queued = client.post(f"{API_PREFIX}/jobs", json={"task": "generate", **LONG_JOB, "seed": 11})
     assert queued.status_code == 202 and queued.json()["position"] == 1
     assert client.get(f"{API_PREFIX}/health").json()["queue_length"] == 1
@@ -523,7 +502,7 @@ def test_a_full_queue_answers_429_with_retry_after(tiny_catalogue, make_client, 
         assert int(refused.headers["retry-after"]) >= 1
     for job_id in (queued.json()["id"], running["id"]):
         client.delete(f"{API_PREFIX}/jobs/{job_id}")
-    assert wait_for(client, running["id"], {"cancelled", "done"})["status"] == "cancelled"
+    assert wait_for_status(client, running["id"], {"cancelled", "done"})["status"] == "cancelled"
 
 
 def test_one_client_cannot_take_more_than_its_share(tiny_catalogue, make_client, monkeypatch):
@@ -541,7 +520,7 @@ def test_one_client_cannot_take_more_than_its_share(tiny_catalogue, make_client,
     # A client cancels only for itself: the other's DELETE of my job leaves it to me.
     assert other.delete(f"{API_PREFIX}/jobs/{mine.json()['id']}").json()["cancel_requested"] is False
     assert first.delete(f"{API_PREFIX}/jobs/{mine.json()['id']}").status_code == 200
-    assert wait_for(first, mine.json()["id"], {"cancelled"})["status"] == "cancelled"
+    assert wait_for_status(first, mine.json()["id"], {"cancelled"})["status"] == "cancelled"
     other.delete(f"{API_PREFIX}/jobs/{theirs.json()['id']}")
 
 

@@ -11,78 +11,41 @@ from __future__ import annotations
 import io
 import json
 import re
-import time
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
-import streamlit as st
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from core import masks, services
-from core.cache import digest_bytes
 from core.errors import BadImageError
 from core.images import load_image
 from core.jobs import JobState
 from core.provenance import read_parameters
-from core.ui.mask_editor import MaskOptions, canvas_key, effective_masks, is_eraser
+from core.ui.mask_editor import MaskOptions, effective_masks, is_eraser
 from core.ui.sample import watermarked_sample
+from tests.app_helpers import (
+    button,
+    canvas_fixture,
+    fix_seed,
+    open_inpaint_to_replace,
+    open_page,
+    run_until,
+    texts,
+    upload_and_draw,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(__file__).resolve().parent / "data"
 
-
-@pytest.fixture(autouse=True)
-def fresh_services():
-    """Each test gets new services for its own environment (cache dir, catalogue file)."""
-    services.reset()
-    st.cache_resource.clear()
-    st.cache_data.clear()
-    yield
-    services.reset()
-    st.cache_resource.clear()
-    st.cache_data.clear()
-
-
-def open_page(page: str | None = None) -> AppTest:
-    """The app as `streamlit run Home.py` serves it, switched to `pages/<page>`."""
-    at = AppTest.from_file(str(ROOT / "Home.py"), default_timeout=120)
-    if page is not None:
-        at.switch_page(f"pages/{page}")
-    return at.run()
-
-
-def run_until(at: AppTest, done, *, timeout: float = 120, what: str = "the page to change") -> AppTest:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert not at.exception, [exception.value for exception in at.exception]
-        if done(at):
-            return at
-        time.sleep(0.1)
-        at.run()
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def button(at: AppTest, label: str):
-    matches = [widget for widget in at.button if widget.label == label]
-    assert matches, f"no button {label!r}; have {[widget.label for widget in at.button]}"
-    return matches[0]
+pytestmark = pytest.mark.usefixtures("fresh_app")  # each test's pages read services built for it
 
 
 def png_bytes(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-def texts(elements) -> list[str]:
-    return [str(element.value) for element in elements]
-
-
-def canvas_fixture(name: str) -> dict:
-    return json.loads((DATA / f"canvas_{name}.json").read_text())
 
 
 def drawn_mask(fixture: dict) -> Image.Image:
@@ -100,13 +63,6 @@ def job_result(at: AppTest, key: str):
     status = queue.status(at.session_state[key])
     assert status.state is JobState.DONE, status
     return queue.result(status.id)
-
-
-def upload_and_draw(at: AppTest, photo: bytes, fixture: dict, *, key: str = "inpaint") -> AppTest:
-    at.file_uploader(key=f"{key}.upload").set_value(("photo.png", photo, "image/png"))
-    at.run()
-    at.session_state[canvas_key(key, digest_bytes(photo))] = fixture["component_state"]
-    return at.run()
 
 
 # -- every page renders --------------------------------------------------------------------------
@@ -177,7 +133,7 @@ def test_inpaint_bad_upload_shows_the_core_message():
 def test_inpaint_remove_with_opencv_changes_only_the_painted_pixels(coffee):
     fixture = canvas_fixture("freedraw")
     photo = png_bytes(coffee)
-    at = upload_and_draw(open_page("2_Inpaint.py"), photo, fixture)
+    at = upload_and_draw(open_page("2_Inpaint.py"), photo, fixture["component_state"])
     assert any("Mask preview" in caption for image in at.get("image") for caption in image.captions)
     button(at, "Run").click()
     run_until(at.run(), lambda at: "Result" in texts(at.subheader), what="the inpaint result")
@@ -196,7 +152,7 @@ def test_inpaint_remove_with_opencv_changes_only_the_painted_pixels(coffee):
 def test_inpaint_eraser_strokes_leave_their_pixels_untouched(astronaut):
     fixture = canvas_fixture("eraser")
     photo = png_bytes(astronaut)
-    at = upload_and_draw(open_page("2_Inpaint.py"), photo, fixture)
+    at = upload_and_draw(open_page("2_Inpaint.py"), photo, fixture["component_state"])
     at.slider(key="inpaint.blur").set_value(0)
     at.run()
     button(at, "Run").click()
@@ -215,7 +171,7 @@ def test_inpaint_eraser_strokes_leave_their_pixels_untouched(astronaut):
 
 
 def test_inpaint_use_result_as_new_input_starts_a_new_round(coffee):
-    at = upload_and_draw(open_page("2_Inpaint.py"), png_bytes(coffee), canvas_fixture("rect"))
+    at = upload_and_draw(open_page("2_Inpaint.py"), png_bytes(coffee), canvas_fixture("rect")["component_state"])
     button(at, "Run").click()
     run_until(at.run(), lambda at: "Result" in texts(at.subheader), what="the inpaint result")
     first = job_result(at, "inpaint.job")
@@ -231,16 +187,9 @@ def test_inpaint_use_result_as_new_input_starts_a_new_round(coffee):
 @pytest.mark.slow
 def test_inpaint_replace_with_the_tiny_diffusers_pipeline(tiny_catalogue, coffee):
     fixture = canvas_fixture("freedraw")
-    at = upload_and_draw(open_page("2_Inpaint.py"), png_bytes(coffee), fixture)
-    at.radio(key="inpaint.mode").set_value("Replace or regenerate")
-    at.run()
-    at.selectbox(key="inpaint.replace-model").set_value("tiny-sd-inpaint")
-    at.run()
+    at = open_inpaint_to_replace(png_bytes(coffee), fixture["component_state"], model="tiny-sd-inpaint")
     at.text_area(key="inpaint.prompt").set_value("a green apple")
-    at.toggle(key="inpaint.tiny-sd-inpaint.seed-random").set_value(False)
-    at.run()
-    at.number_input(key="inpaint.tiny-sd-inpaint.seed").set_value(7)
-    at.run()
+    fix_seed(at, "inpaint.tiny-sd-inpaint", 7)
     button(at, "Run").click()
     run_until(at.run(), lambda at: "Result" in texts(at.subheader), what="the diffusion inpaint result")
     result = job_result(at, "inpaint.job")
@@ -268,10 +217,7 @@ def test_generate_with_the_tiny_pipeline_shows_the_seed_and_a_download_per_image
     at = open_page("1_Generate.py")
     at.text_area(key="generate.prompt").set_value("a red cube on a table")
     at.slider(key="generate.count.tiny-sd").set_value(2)
-    at.toggle(key="generate.tiny-sd.seed-random").set_value(False)
-    at.run()
-    at.number_input(key="generate.tiny-sd.seed").set_value(1234)
-    at.run()
+    fix_seed(at, "generate.tiny-sd", 1234)
     button(at, "Generate").click()
     run_until(at.run(), lambda at: len(at.get("download_button")) == 2, what="two generated images")
     assert any("Seed **1234**" in markdown for markdown in texts(at.markdown))
@@ -480,7 +426,7 @@ def test_compare_two_opencv_models_side_by_side_then_from_the_cache(coffee):
     at = open_page("4_Compare.py")
     at.radio(key="compare.task").set_value("Inpainting")
     at.run()
-    upload_and_draw(at, png_bytes(coffee), canvas_fixture("freedraw"), key="compare")
+    upload_and_draw(at, png_bytes(coffee), canvas_fixture("freedraw")["component_state"], key="compare")
     assert at.multiselect(key="compare.models.inpaint").value == ["opencv-telea", "opencv-ns"]
     button(at, "Run all").click()
     run_until(at.run(), lambda at: len(at.get("download_button")) == 2, what="both models' results")
@@ -511,10 +457,7 @@ def test_compare_text_to_image_uses_one_prompt_and_seed_for_every_model(tiny_pip
     at = open_page("4_Compare.py")
     assert at.multiselect(key="compare.models.txt2img").value == ["tiny-two", "tiny-four"]
     at.text_area(key="compare.prompt").set_value("a blue bird")
-    at.toggle(key="compare.seed-random").set_value(False)
-    at.run()
-    at.number_input(key="compare.seed").set_value(99)
-    at.run()
+    fix_seed(at, "compare", 99)
     button(at, "Run all").click()
     run_until(at.run(), lambda at: len(at.get("download_button")) == 2, what="both models' images")
     queue = services.queue()

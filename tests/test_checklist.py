@@ -27,7 +27,7 @@ import time
 import warnings
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -35,7 +35,6 @@ import cv2
 import httpx
 import numpy as np
 import pytest
-import streamlit as st
 from PIL import Image, ImageDraw, PngImagePlugin
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
@@ -51,11 +50,20 @@ from core.jobs import JobState
 from core.pool import ModelPool
 from core.requests import GenerateRequest, InpaintRequest
 from core.runner import Studio
+from tests.api_helpers import wait_for_a_step, wait_for_status
+from tests.app_helpers import (
+    canvas_fixture,
+    click,
+    open_inpaint_to_replace,
+    open_page,
+    run_until,
+    texts,
+    upload_and_draw,
+)
 from tests.app_server import AppServer, running_app
-from tests.tiny_pipelines import add_safety_checker, write_catalogue
+from tests.tiny_pipelines import write_catalogue
 
 ROOT = Path(__file__).resolve().parents[1]
-CANVAS_FIXTURES = Path(__file__).resolve().parent / "data"
 SECRET_TOKEN = "hf_checklistSecretToken0123456789"
 LONG_STEPS = 150  # with 512 px tiny-sd steps, a run lasts long enough to act on while it runs
 
@@ -194,79 +202,11 @@ def api_inpaint(client: TestClient, image: bytes, mask: bytes, **fields):
     return client.post(f"{API_PREFIX}/inpaint", json=body)
 
 
-def wait_job(client: TestClient, job_id: str, states: set[str], timeout_s: float = 60.0) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        status = client.get(f"{API_PREFIX}/jobs/{job_id}").json()
-        if status["status"] in states:
-            return status
-        assert time.monotonic() < deadline, f"job stayed {status}"
-        time.sleep(0.02)
-
-
-def wait_stepping(client: TestClient, job_id: str) -> dict:
-    """Until the job has made a step (past loading), so it stops at its next step when cancelled."""
-    deadline = time.monotonic() + 60
-    while True:
-        status = client.get(f"{API_PREFIX}/jobs/{job_id}").json()
-        if status["status"] == "running" and status["step"] >= 1:
-            return status
-        assert status["status"] in ("queued", "running") and time.monotonic() < deadline, status
-        time.sleep(0.02)
-
-
 def long_job(seed: int) -> dict:
     return {"task": "generate", "model": "tiny-sd", "prompt": "a long job", "width": 512, "height": 512, "num_inference_steps": LONG_STEPS, "seed": seed}
 
 
-# -- helpers: pages ---------------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def fresh_services():
-    """The process-wide studio and queue, rebuilt from the environment the test set (and dropped after it)."""
-    services.reset()
-    yield
-    services.reset()
-
-
-@pytest.fixture
-def fresh_app(fresh_services):
-    """Pages read the same process-wide services as the API, through Streamlit's caches: start afresh."""
-    st.cache_resource.clear()
-    st.cache_data.clear()
-    yield
-    st.cache_resource.clear()
-    st.cache_data.clear()
-
-
-def open_page(page: str | None = None) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "Home.py"), default_timeout=120)
-    if page is not None:
-        at.switch_page(f"pages/{page}")
-    return at.run()
-
-
-def run_until(at: AppTest, done: Callable[[AppTest], bool], *, timeout: float = 90, what: str) -> AppTest:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert not at.exception, [exception.value for exception in at.exception]
-        if done(at):
-            return at
-        time.sleep(0.05)
-        at.run()
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def click(at: AppTest, label: str) -> AppTest:
-    matches = [widget for widget in at.button if widget.label == label]
-    assert matches, f"no button {label!r}; have {[widget.label for widget in at.button]}"
-    matches[0].click()
-    return at.run()
-
-
-def texts(elements) -> list[str]:
-    return [str(element.value) for element in elements]
+# -- helpers: catalogues and long runs --------------------------------------------------------------------------------------
 
 
 def catalogue_file(tmp_path: Path, folders: dict[str, Path], *, working_resolution: int = 64, extra: str = "") -> Path:
@@ -294,6 +234,17 @@ def long_catalogue(tiny_pipeline_dirs, tmp_path, monkeypatch) -> Path:
     path = catalogue_file(tmp_path, tiny_pipeline_dirs, working_resolution=512)
     monkeypatch.setenv("STUDIO_MODELS_FILE", str(path))
     return path
+
+
+def start_a_long_run(at: AppTest, page: str, *, model: str, prompt: str, button: str) -> str:
+    """Runs `model` for LONG_STEPS steps (long_catalogue) from the `<page>.*` widgets; its job id, once past a step."""
+    at.text_area(key=f"{page}.prompt").set_value(prompt)
+    at.slider(key=f"{page}.{model}.steps").set_value(LONG_STEPS)
+    at.run()
+    click(at, button)
+    queue, job_id = services.queue(), at.session_state[f"{page}.job"]
+    run_until(at, lambda at: queue.status(job_id).step >= 1, what="the run to make a step")
+    return job_id
 
 
 # ================================================================================================================
@@ -724,16 +675,8 @@ def _forge(state: dict, how: str) -> dict:
 @pytest.mark.parametrize("how", ["path", "far", "fit", "shape"])
 def test_item_15_forged_canvas_data_is_refused_with_a_message(fresh_app, coffee, how):
     """15. Forged canvas data (wrong size, non-PNG) → refused."""
-    from core.cache import digest_bytes
-    from core.ui.mask_editor import canvas_key
-
-    fixture = json.loads((CANVAS_FIXTURES / "canvas_rect.json").read_text())
-    photo = encode(coffee)
-    at = open_page("2_Inpaint.py")
-    at.file_uploader(key="inpaint.upload").set_value(("photo.png", photo, "image/png"))
-    at.run()
-    at.session_state[canvas_key("inpaint", digest_bytes(photo))] = _forge(fixture["component_state"], how)
-    at.run()
+    forged = _forge(canvas_fixture("rect")["component_state"], how)
+    at = upload_and_draw(open_page("2_Inpaint.py"), encode(coffee), forged)
     assert not at.exception, [exception.value for exception in at.exception]
     assert any("canvas" in error and ("malformed" in error or "aspect ratio" in error) for error in texts(at.error)), texts(at.error)
     runs = [widget for widget in at.button if widget.label == "Run"]
@@ -815,17 +758,7 @@ LONG_PROMPT = " ".join(["a weathered lighthouse keeper with a lantern on a storm
 
 def test_item_17_long_prompts_warn_of_truncation_and_prompts_have_a_character_cap(tiny_catalogue, fresh_app, coffee):
     """17. Prompt over the text encoder's 77 tokens → truncation warning; a character cap."""
-    from core.cache import digest_bytes
-    from core.ui.mask_editor import canvas_key
-
-    fixture = json.loads((CANVAS_FIXTURES / "canvas_rect.json").read_text())
-    photo = encode(coffee)
-    at = open_page("2_Inpaint.py")
-    at.file_uploader(key="inpaint.upload").set_value(("photo.png", photo, "image/png"))
-    at.run()
-    at.session_state[canvas_key("inpaint", digest_bytes(photo))] = fixture["component_state"]
-    at.radio(key="inpaint.mode").set_value("Replace or regenerate")
-    at.run()
+    at = open_inpaint_to_replace(encode(coffee), canvas_fixture("rect")["component_state"])
     at.text_area(key="inpaint.prompt").set_value("a small boat")
     at.run()
     assert not any("text encoder reads only" in warning for warning in texts(at.warning))
@@ -871,7 +804,7 @@ def test_item_18_concurrent_users_and_fast_reruns_are_serialised_and_identical_t
         created = client.post(f"{API_PREFIX}/jobs", json={**body, "seed": seed})
         assert created.status_code == 202, created.text
         job_id = created.json()["id"]
-        assert wait_job(client, job_id, {"done", "failed", "cancelled"})["status"] == "done"
+        assert wait_for_status(client, job_id, {"done", "failed", "cancelled"})["status"] == "done"
         return job_id, seed, client.get(f"{API_PREFIX}/jobs/{job_id}/result").json()["images"][0]
 
     sampler = threading.Thread(target=sample)
@@ -896,13 +829,8 @@ def test_item_18_concurrent_users_and_fast_reruns_are_serialised_and_identical_t
 def test_item_19_rerun_and_tab_close_during_a_run_reattach_or_abort_at_the_next_step(long_catalogue, fresh_app):
     """19. Stop / rerun / tab close during a run → aborts at the next step; nothing cached."""
     at = open_page("1_Generate.py")
-    at.text_area(key="generate.prompt").set_value("a lighthouse")
-    at.slider(key="generate.tiny-sd.steps").set_value(LONG_STEPS)
-    at.run()
-    click(at, "Generate")
+    job_id = start_a_long_run(at, "generate", model="tiny-sd", prompt="a lighthouse", button="Generate")
     queue, store = services.queue(), services.studio().store
-    job_id = at.session_state["generate.job"]
-    run_until(at, lambda at: queue.status(job_id).step >= 1, what="the run to make a step")
 
     # Fast reruns (and a page switch and back) reattach to the running job: never a second run.
     for _ in range(3):
@@ -929,26 +857,9 @@ def test_item_19_rerun_and_tab_close_during_a_run_reattach_or_abort_at_the_next_
 @pytest.mark.slow
 def test_item_19_stop_on_the_inpaint_page_aborts_at_the_next_step_and_caches_nothing(long_catalogue, fresh_app, coffee):
     """19. Stop / rerun / tab close during a run → aborts at the next step; nothing cached."""
-    from core.cache import digest_bytes
-    from core.ui.mask_editor import canvas_key
-
-    fixture = json.loads((CANVAS_FIXTURES / "canvas_rect.json").read_text())
-    photo = encode(coffee)
-    at = open_page("2_Inpaint.py")
-    at.file_uploader(key="inpaint.upload").set_value(("photo.png", photo, "image/png"))
-    at.run()
-    at.session_state[canvas_key("inpaint", digest_bytes(photo))] = fixture["component_state"]
-    at.radio(key="inpaint.mode").set_value("Replace or regenerate")
-    at.run()
-    at.selectbox(key="inpaint.replace-model").set_value("tiny-sd-inpaint")
-    at.run()
-    at.text_area(key="inpaint.prompt").set_value("a small boat")
-    at.slider(key="inpaint.tiny-sd-inpaint.steps").set_value(LONG_STEPS)
-    at.run()
-    click(at, "Run")
+    at = open_inpaint_to_replace(encode(coffee), canvas_fixture("rect")["component_state"], model="tiny-sd-inpaint")
+    job_id = start_a_long_run(at, "inpaint", model="tiny-sd-inpaint", prompt="a small boat", button="Run")
     queue = services.queue()
-    job_id = at.session_state["inpaint.job"]
-    run_until(at, lambda at: queue.status(job_id).step >= 1, what="the run to make a step")
     click(at, "Cancel")
     run_until(at, lambda at: queue.status(job_id).state.finished, what="the run to stop")
     final = queue.status(job_id)
@@ -966,12 +877,12 @@ def test_item_20_cancel_stops_the_job_caches_nothing_and_frees_the_worker(tiny_c
     queue = services.queue()
     running = client.post(f"{API_PREFIX}/jobs", json=long_job(1)).json()["id"]
     waiting = client.post(f"{API_PREFIX}/jobs", json=long_job(2)).json()["id"]
-    wait_stepping(client, running)
+    wait_for_a_step(client, running)
 
     cancelled_waiting = client.delete(f"{API_PREFIX}/jobs/{waiting}").json()
     assert cancelled_waiting["status"] == "cancelled"  # queued: cancelled at once
     assert client.delete(f"{API_PREFIX}/jobs/{running}").json()["cancel_requested"] is True
-    final = wait_job(client, running, {"done", "failed", "cancelled"}, timeout_s=30)
+    final = wait_for_status(client, running, {"done", "failed", "cancelled"}, timeout_s=30)
     assert final["status"] == "cancelled" and final["step"] < final["total"]
     for job_id in (running, waiting):
         assert error_of(client.get(f"{API_PREFIX}/jobs/{job_id}/result"))[:2] == (409, "cancelled")
@@ -1520,21 +1431,12 @@ def test_item_30_a_broken_server_setup_is_one_generic_line_on_every_entry_point(
         assert "secret-place" not in exception.value and SECRET_TOKEN not in exception.value
 
 
-@pytest.fixture(scope="module")
-def safety_pipelines(tiny_pipeline_dirs, tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("safety")
-    return {
-        "flags-all": add_safety_checker(tiny_pipeline_dirs["txt2img"], root / "flags-all", flag_everything=True),
-        "flags-none": add_safety_checker(tiny_pipeline_dirs["txt2img"], root / "flags-none", flag_everything=False),
-    }
-
-
 @pytest.mark.slow
 def test_item_31_the_safety_checker_stays_on_reports_filtered_images_and_only_the_operator_turns_it_off(safety_pipelines, make_api, fresh_app, tmp_path, monkeypatch):
     """31. NSFW filter: where the model ships a safety checker, it stays on by default and a filtered image is
     reported as filtered (configurable by the operator, not the end user)."""
     models = tmp_path / "models.toml"
-    models.write_text(diffusers_entry("flags-all", safety_pipelines["flags-all"]) + diffusers_entry("flags-none", safety_pipelines["flags-none"]))
+    models.write_text(diffusers_entry("flags-all", safety_pipelines["flag_all"]) + diffusers_entry("flags-none", safety_pipelines["flag_none"]))
     monkeypatch.setenv("STUDIO_MODELS_FILE", str(models))
     monkeypatch.delenv("STUDIO_SAFETY_CHECKER", raising=False)
     request = {"prompt": "a lighthouse", "width": 64, "height": 64, "num_inference_steps": 1, "seed": 4}
@@ -1574,13 +1476,8 @@ def test_item_32_the_api_shares_the_pages_queue_and_lock_with_auth_body_cap_429_
     monkeypatch.setenv("STUDIO_MAX_BODY_MB", "1")
     monkeypatch.setenv("STUDIO_API_KEY", "the-key")
     at = open_page("1_Generate.py")
-    at.text_area(key="generate.prompt").set_value("a lighthouse")
-    at.slider(key="generate.tiny-sd.steps").set_value(LONG_STEPS)
-    at.run()
-    click(at, "Generate")
+    page_job = start_a_long_run(at, "generate", model="tiny-sd", prompt="a lighthouse", button="Generate")
     queue = services.queue()
-    page_job = at.session_state["generate.job"]
-    run_until(at, lambda at: queue.status(page_job).step >= 1, what="the page's run to make a step")
     client = TestClient(Starlette(routes=api_routes()))  # over the same process-wide services as the page
     key = {"Authorization": "Bearer the-key"}
 

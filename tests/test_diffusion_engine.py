@@ -24,7 +24,7 @@ from core.engines.base import silent_reporter
 from core.engines.diffusion import SCHEDULER_CLASSES, DiffusionEngine, image_seed, out_of_memory_error
 from core.errors import BadParameterError, CancelledError, EngineError, ModelUnavailableError, OutOfMemoryError
 from core.requests import SCHEDULERS, GenerateRequest, InpaintRequest
-from tests.tiny_pipelines import add_safety_checker, write_single_file_checkpoint
+from tests.tiny_pipelines import write_single_file_checkpoint
 
 PROMPT = "a red cat sitting on the green mat"
 FAKE_COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -144,15 +144,6 @@ def inpaint_engine(tiny_pipeline_dirs) -> DiffusionEngine:
 @pytest.fixture(scope="module")
 def reference_image(txt2img_engine) -> np.ndarray:
     return pixels(generate(txt2img_engine, seed=1234).images[0])
-
-
-@pytest.fixture(scope="module")
-def safety_pipelines(tiny_pipeline_dirs, tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("safety")
-    return {
-        "flag_all": add_safety_checker(tiny_pipeline_dirs["txt2img"], root / "flag-all", flag_everything=True),
-        "flag_none": add_safety_checker(tiny_pipeline_dirs["txt2img"], root / "flag-none", flag_everything=False),
-    }
 
 
 @pytest.fixture(scope="module")

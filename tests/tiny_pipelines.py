@@ -366,6 +366,16 @@ def tiny_catalogue_file(tiny_pipeline_dirs, tmp_path_factory) -> Path:
     return write_catalogue(tmp_path_factory.mktemp("tiny-catalogue") / "models.toml", tiny_pipeline_dirs)
 
 
+@pytest.fixture(scope="session")
+def safety_pipelines(tiny_pipeline_dirs, tmp_path_factory) -> dict[str, Path]:
+    """The tiny text-to-image pipeline with a safety checker that flags every image, and one that flags none."""
+    root = tmp_path_factory.mktemp("safety")
+    return {
+        "flag_all": add_safety_checker(tiny_pipeline_dirs["txt2img"], root / "flag-all", flag_everything=True),
+        "flag_none": add_safety_checker(tiny_pipeline_dirs["txt2img"], root / "flag-none", flag_everything=False),
+    }
+
+
 @pytest.fixture
 def tiny_catalogue(tiny_catalogue_file, monkeypatch):
     from core.catalogue import Catalogue

@@ -1,0 +1,88 @@
+"""Driving the app's pages in Streamlit's AppTest as a user would: open a page, click, wait, draw on the canvas.
+
+The canvas is drawn by injecting real component state captured from Chromium (tests/data/canvas_*.json)
+through session_state[canvas key], as the browser would send it. Tests using these also take the
+`fresh_app` fixture (tests/conftest.py), so each page reads services built for that test.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+from core.cache import digest_bytes
+from core.ui.mask_editor import canvas_key
+
+ROOT = Path(__file__).resolve().parents[1]
+CANVAS_FIXTURES = Path(__file__).resolve().parent / "data"
+
+
+def open_page(page: str | None = None) -> AppTest:
+    """The app as `streamlit run Home.py` serves it, switched to `pages/<page>`."""
+    at = AppTest.from_file(str(ROOT / "Home.py"), default_timeout=120)
+    if page is not None:
+        at.switch_page(f"pages/{page}")
+    return at.run()
+
+
+def run_until(at: AppTest, done: Callable[[AppTest], bool], *, timeout: float = 120, what: str) -> AppTest:
+    """Reruns the page until `done(at)`; the page must not raise meanwhile."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert not at.exception, [exception.value for exception in at.exception]
+        if done(at):
+            return at
+        time.sleep(0.1)
+        at.run()
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def button(at: AppTest, label: str):
+    matches = [widget for widget in at.button if widget.label == label]
+    assert matches, f"no button {label!r}; have {[widget.label for widget in at.button]}"
+    return matches[0]
+
+
+def click(at: AppTest, label: str) -> AppTest:
+    button(at, label).click()
+    return at.run()
+
+
+def texts(elements) -> list[str]:
+    return [str(element.value) for element in elements]
+
+
+def canvas_fixture(name: str) -> dict:
+    """What the canvas component sent in Chromium for tests/data/canvas_<name>.json's drawing."""
+    return json.loads((CANVAS_FIXTURES / f"canvas_{name}.json").read_text())
+
+
+def upload_and_draw(at: AppTest, photo: bytes, component_state: dict, *, key: str = "inpaint") -> AppTest:
+    """Uploads `photo` on the page's `<key>.upload` and draws on its canvas what `component_state` holds."""
+    at.file_uploader(key=f"{key}.upload").set_value(("photo.png", photo, "image/png"))
+    at.run()
+    at.session_state[canvas_key(key, digest_bytes(photo))] = component_state
+    return at.run()
+
+
+def open_inpaint_to_replace(photo: bytes, component_state: dict, *, model: str | None = None) -> AppTest:
+    """The Inpaint page with `photo` uploaded, drawn on and switched to "Replace or regenerate" (with `model`)."""
+    at = upload_and_draw(open_page("2_Inpaint.py"), photo, component_state)
+    at.radio(key="inpaint.mode").set_value("Replace or regenerate")
+    at.run()
+    if model is not None:
+        at.selectbox(key="inpaint.replace-model").set_value(model)
+        at.run()
+    return at
+
+
+def fix_seed(at: AppTest, prefix: str, seed: int) -> AppTest:
+    """Turns `<prefix>.seed-random` off, which shows the `<prefix>.seed` input, and sets it to `seed`."""
+    at.toggle(key=f"{prefix}.seed-random").set_value(False)
+    at.run()
+    at.number_input(key=f"{prefix}.seed").set_value(seed)
+    return at.run()
