@@ -39,9 +39,10 @@ import core
 from core import images, masks, services
 from core.errors import BadImageError, BadMaskError, StudioError, UnknownModelError
 from core.jobs import JobNotDoneError, JobQueue, JobState, JobStatus
+from core.prompts import prompt_warnings
 from core.requests import GenerateRequest, InpaintRequest
 from core.runner import Request as CoreRequest
-from core.runner import Result, Studio, describe
+from core.runner import Result, Studio
 
 log = logging.getLogger(__name__)
 
@@ -439,7 +440,16 @@ async def _on_job(job_id: str, action: Callable[[JobQueue, str], Any], limiter: 
 
 def _result_body(result: Result, task: str) -> dict[str, Any]:
     encoded = [base64.b64encode(png).decode("ascii") for png in result.pngs]
-    summary = describe(result)
+    parameters = result.parameters
+    clip_encoded = str(parameters.get("engine", "")).startswith("diffusers-")
+    warnings = prompt_warnings(parameters.get("prompt", ""), parameters.get("negative_prompt", "")) if clip_encoded else ()
+    summary = {
+        "seed": result.seed,
+        "cached": result.cached,
+        "parameters": parameters,
+        "app_version": core.__version__,
+        "warnings": list(warnings),
+    }
     return {**summary, "image": encoded[0]} if task == "inpaint" else {**summary, "images": encoded}
 
 

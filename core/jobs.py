@@ -106,7 +106,6 @@ class _Job:
     label: str
     groups: list[str]  # the first is the one shown; a shared job can belong to several batches
     watchers: dict[str, _Watch]
-    submitted_at: float
     state: JobState = JobState.QUEUED
     step: int = 0
     total: int = 0
@@ -280,7 +279,6 @@ class JobQueue:
             label=label,
             groups=[group] if group is not None else [],
             watchers={session: _Watch(heartbeat, now)},
-            submitted_at=now,
             total=prepared.total_steps,
         )
         self._jobs[job.id] = job

@@ -18,7 +18,6 @@ from typing import Any
 
 from PIL import Image
 
-import core
 from core import masks
 from core.cache import ResultStore, StoredResult, image_digest, request_key
 from core.catalogue import Catalogue, ModelSpec
@@ -245,18 +244,4 @@ def _decoded(png: bytes) -> Image.Image:
     return image if image.mode in ("RGB", "RGBA") else image.convert("RGB")
 
 
-def describe(result: Result) -> dict[str, Any]:
-    """The JSON-ready summary shared by the CLI and the API."""
-    parameters = result.parameters
-    clip_encoded = str(parameters.get("engine", "")).startswith("diffusers-")
-    warnings = prompt_warnings(parameters.get("prompt", ""), parameters.get("negative_prompt", "")) if clip_encoded else ()
-    return {
-        "seed": result.seed,
-        "cached": result.cached,
-        "parameters": parameters,
-        "app_version": core.__version__,
-        "warnings": list(warnings),
-    }
-
-
-__all__ = ["Prepared", "Result", "Studio", "describe"]
+__all__ = ["Prepared", "Result", "Studio"]
