@@ -37,8 +37,23 @@ def download_model(spec: ModelSpec) -> str:
         raise
     except Exception as error:  # network, auth, missing repo: one line, no path or token
         log.debug("download of %s failed", spec.id, exc_info=True)
-        raise ModelUnavailableError(f"could not download {repo}: {type(error).__name__}") from error
+        raise ModelUnavailableError(f"could not download {repo}: {_why(error)}") from None
     return "downloaded into the Hugging Face cache"
+
+
+def _why(error: Exception) -> str:
+    from huggingface_hub import errors
+
+    # Most specific first: GatedRepoError is a RepositoryNotFoundError, and so on.
+    reasons = (
+        (errors.GatedRepoError, "the model is gated: accept its licence on its Hub page and set HF_TOKEN"),
+        (errors.RepositoryNotFoundError, "no such repository on the Hub (or it is private: set HF_TOKEN)"),
+        (errors.RevisionNotFoundError, "no such revision in the repository"),
+        (errors.RemoteEntryNotFoundError, "the repository has no such file"),
+        (errors.LocalEntryNotFoundError, "the Hub could not be reached; check the internet connection"),
+        (OSError, "the Hub could not be reached, or the disk is full"),
+    )
+    return next((reason for kind, reason in reasons if isinstance(error, kind)), type(error).__name__)
 
 
 def _download_pipeline(spec: ModelSpec) -> None:
