@@ -79,11 +79,7 @@ def _generate(args) -> int:
         num_images=args.num_images,
         scheduler=args.scheduler,
     )
-    prepared = studio.prepare(request, allow_local_path=True)
-    _say_warnings(prepared)
-    with _ProgressBar(prepared.spec.name) as progress:
-        result = studio.run(prepared, progress)
-    _say_result(result)
+    result = _run(studio, request, label=None)
     for path, png in zip(_numbered(Path(args.output), len(result.pngs)), result.pngs, strict=True):
         _write(path, png)
     return EXIT_OK
@@ -183,18 +179,19 @@ def _run_inpaint(studio, args, image, mask, *, label: str, quiet: bool = False):
         padding=args.padding,
         whole_image=args.whole_image,
     )
+    return _run(studio, request, label=label, quiet=quiet)
+
+
+def _run(studio, request, *, label: str | None, quiet: bool = False):
+    """Prepare (a local pipeline folder is fine here), warn, run with a progress bar, report."""
     prepared = studio.prepare(request, allow_local_path=True)
-    _say_warnings(prepared)
-    with _ProgressBar(label, disable=quiet) as progress:
+    for warning in prepared.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    with _ProgressBar(label or prepared.spec.name, disable=quiet) as progress:
         result = studio.run(prepared, progress)
     if not quiet:
         _say_result(result)
     return result
-
-
-def _say_warnings(prepared) -> None:
-    for warning in prepared.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
 
 
 def _say_result(result) -> None:

@@ -5,11 +5,10 @@ from __future__ import annotations
 import streamlit as st
 
 from core import state
-from core.jobs import JobState
 from core.requests import GenerateRequest
 from core.ui.downloads import png_download, result_file_name
 from core.ui.errors import shown_errors
-from core.ui.jobs import job_panel, lookup, show_finished
+from core.ui.jobs import job_result, lookup
 from core.ui.models import model_picker
 from core.ui.prompts import prompt_length_warning
 from core.ui.sampling import sampling_controls
@@ -74,12 +73,9 @@ with gallery:
     if JOB not in st.session_state:
         st.info("Your images appear here.", icon=":material/image:")
     else:
-        status = job_panel(st.session_state[JOB], key="generate.job")
-        if status is not None:
-            show_finished(status)
-        if status is not None and status.state is JobState.DONE:
+        result = job_result(st.session_state[JOB], key="generate.job")
+        if result is not None:
             with shown_errors():
-                result = state.finished_result(status.key, status.id)
                 parameters = result.parameters
                 st.markdown(
                     f"Seed **{result.seed}** · {parameters.get('width')}×{parameters.get('height')} · "

@@ -5,13 +5,11 @@ from __future__ import annotations
 import streamlit as st
 
 from core import state
-from core.images import load_image
-from core.jobs import JobState
 from core.requests import InpaintRequest
 from core.ui.compare import before_after
 from core.ui.downloads import png_download, result_file_name
 from core.ui.errors import shown_errors
-from core.ui.jobs import job_panel, lookup, show_finished
+from core.ui.jobs import job_result, lookup
 from core.ui.mask_editor import MaskOptions, mask_editor, mask_preview
 from core.ui.models import model_picker
 from core.ui.prompts import prompt_length_warning
@@ -137,13 +135,10 @@ with result_column:
     if JOB not in st.session_state:
         st.caption("The result appears here, next to the original, with a before/after slider below.")
     else:
-        status = job_panel(st.session_state[JOB], key="inpaint.job")
-        if status is not None:
-            show_finished(status)
-        if status is not None and status.state is JobState.DONE:
+        result = job_result(st.session_state[JOB], key="inpaint.job")
+        if result is not None:
             with shown_errors():
-                result = state.finished_result(status.key, status.id)
-                after = load_image(result.pngs[0], settings.image_limits)
+                after = result.images[0]
                 st.subheader("Result")
                 st.image(after, width="stretch")
                 file_name = result_file_name(result)
@@ -157,7 +152,7 @@ with result_column:
                 )
                 parameters = result.parameters
                 seed = f"seed {result.seed} · " if parameters.get("engine", "").startswith("diffusers") else ""
-                st.caption(f"{seed}model `{parameters.get('model')}`" + (" · from the cache" if status.cached else ""))
+                st.caption(f"{seed}model `{parameters.get('model')}`" + (" · from the cache" if result.cached else ""))
                 finished = after
 
 if finished is not None:

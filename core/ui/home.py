@@ -9,12 +9,11 @@ from __future__ import annotations
 import streamlit as st
 
 from core import state
-from core.jobs import JobState
 from core.requests import InpaintRequest
 from core.ui.compare import before_after
 from core.ui.downloads import png_download
 from core.ui.errors import shown_errors
-from core.ui.jobs import job_panel, lookup, show_finished
+from core.ui.jobs import job_result, lookup
 from core.ui.models import TASK_NAMES, show_unavailable, split_by_availability
 from core.ui.uploads import image_uploader
 
@@ -97,13 +96,10 @@ def _try_it() -> None:
             st.session_state["inpaint.source"] = upload
             st.switch_page("pages/2_Inpaint.py")
     if TRY_JOB in st.session_state:
-        status = job_panel(st.session_state[TRY_JOB], key="home.try")
-        if status is not None:
-            show_finished(status)
-        if status is not None and status.state is JobState.DONE:
+        result = job_result(st.session_state[TRY_JOB], key="home.try")
+        if result is not None:
             from core.ui.sample import watermarked_sample
 
-            result = state.finished_result(status.key, status.id)
             before_after(
                 watermarked_sample()[0], result.images[0], key="home.compare", labels=("Watermarked", "Removed")
             )

@@ -18,6 +18,8 @@ import streamlit as st
 from core import state
 from core.batch import ItemView
 from core.jobs import JobState, JobStatus
+from core.runner import Result
+from core.ui.errors import shown_errors
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +70,7 @@ def lookup(job_id: str) -> JobStatus | None:
         return None
 
 
-def show_finished(status: JobStatus) -> None:
+def _show_finished(status: JobStatus) -> None:
     """The line a finished job leaves on the page (the page shows the result itself)."""
     if status.state is JobState.FAILED:
         st.error(status.error or "the job failed", icon=":material/error:")
@@ -89,6 +91,20 @@ def job_panel(job_id: str, *, key: str) -> JobStatus | None:
         return status
     _live_job(job_id, key)
     return None
+
+
+def job_result(job_id: str, *, key: str) -> Result | None:
+    """The job's panel while it waits or runs, the line it leaves when it ends, and its result
+    once done (None otherwise): what every page that runs one job shows."""
+    status = job_panel(job_id, key=key)
+    if status is None:
+        return None
+    _show_finished(status)
+    if status.state is not JobState.DONE:
+        return None
+    with shown_errors():
+        return state.finished_result(status.key, status.id)
+    return None  # shown_errors showed why
 
 
 @st.fragment(run_every=POLL_SECONDS)
@@ -194,7 +210,7 @@ __all__ = [
     "group_table",
     "item_state",
     "job_panel",
+    "job_result",
     "lookup",
     "progress_text",
-    "show_finished",
 ]
