@@ -22,6 +22,11 @@ BUILTIN_CATALOGUE = Path(__file__).with_name("models.toml")
 TASKS = ("txt2img", "inpaint")
 ENGINES = ("opencv", "diffusers", "lama", "hosted")
 _ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+HOSTED_HINT = (
+    "needs a Hugging Face token: set HF_TOKEN in the environment, or HF_TOKEN = \"hf_...\" in "
+    ".streamlit/secrets.toml (Community Cloud: app settings > Secrets); create a fine-grained token "
+    "allowed to \"Make calls to Inference Providers\" at huggingface.co/settings/tokens"
+)
 _HUB_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -50,6 +55,8 @@ class ModelSpec:
     default_scheduler: str | None = None
     max_images: int = 4
     licence: str = ""
+    memory_mb: int | None = None  # peak RAM of one run on a CPU; None: estimated from the weight files
+    tiny_vae: str | None = None  # a tiny autoencoder (Hub id or local folder) for fast decode and previews
     options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
@@ -85,6 +92,32 @@ class ModelSpec:
     def supports(self, task: str) -> bool:
         return task in self.tasks
 
+    def memory_need(self) -> int:
+        """Bytes of RAM one run takes on this host: 0 for models that run elsewhere (hosted, or
+        on a GPU, whose memory is not counted here) or need little (OpenCV)."""
+        from core import devices, memory
+
+        if self.engine in ("opencv", "hosted") or not devices.runs_on_cpu(os.environ.get("STUDIO_DEVICE")):
+            return 0
+        if self.memory_mb is not None:
+            return int(self.memory_mb) * memory.MIB
+        return memory.estimated_need(self.engine, self._local_weight_files())
+
+    def _local_weight_files(self) -> list[Path]:
+        from core import memory
+
+        if self.path:
+            path = Path(self.path).expanduser()
+            return memory.weight_files(path) if path.is_dir() else [path]
+        location = self.hub_location
+        if location is None:
+            return []
+        repo, revision, filename = location
+        found = _hub_cache_path(repo, filename or "model_index.json", revision)
+        if found is None:
+            return []
+        return [found] if filename else memory.weight_files(found.parent)
+
     def availability(self) -> Availability:
         if self.engine == "opencv":
             return Availability(True, "built in, works offline")
@@ -92,8 +125,13 @@ class ModelSpec:
             from core.secrets import hf_token
 
             if hf_token():
-                return Availability(True, "runs on Hugging Face inference")
-            return Availability(False, "needs an HF_TOKEN (environment or Streamlit secrets)")
+                return Availability(True, "runs on Hugging Face Inference Providers")
+            return Availability(False, HOSTED_HINT)
+        from core import memory
+
+        too_big = memory.budget().refusal(self.memory_need())  # before "download it": that would not help
+        if too_big is not None:
+            return Availability(False, too_big)
         if self.path:
             if Path(self.path).expanduser().exists():
                 return Availability(True, "local files")
@@ -135,10 +173,14 @@ def hub_file_from_url(url: str) -> tuple[str, str, str] | None:
 
 
 def _in_hub_cache(repo_id: str, filename: str, revision: str | None) -> bool:
+    return _hub_cache_path(repo_id, filename, revision) is not None
+
+
+def _hub_cache_path(repo_id: str, filename: str, revision: str | None) -> Path | None:
     from huggingface_hub import try_to_load_from_cache
 
     found = try_to_load_from_cache(repo_id, filename, revision=revision)
-    return isinstance(found, str)
+    return Path(found) if isinstance(found, str) else None
 
 
 class Catalogue:
@@ -167,6 +209,19 @@ class Catalogue:
             if spec.engine == "lama" and spec.availability().ready:
                 return spec.id
         return "opencv-telea"
+
+    def default_generative_model(self, task: str) -> str | None:
+        """For Generate and Replace: on a host with no GPU, the first hosted model that can run
+        (a token is set), since a local diffusion model is slow on a CPU or does not fit; else
+        None (the first model that can run)."""
+        from core import devices
+
+        if not devices.runs_on_cpu(os.environ.get("STUDIO_DEVICE")):
+            return None
+        for spec in self.for_task(task):
+            if spec.engine == "hosted" and spec.availability().ready:
+                return spec.id
+        return None
 
     def get(self, model_id: str) -> ModelSpec:
         spec = self._specs.get(model_id) if isinstance(model_id, str) else None

@@ -61,6 +61,15 @@ def active_device(preferred: str | None = None) -> str:
     return pick_device(preferred)
 
 
+def runs_on_cpu(preferred: str | None = None) -> bool:
+    """Whether local models run on the CPU here; answered without importing torch when no GPU
+    driver exists (the catalogue asks this while listing models)."""
+    choice = (preferred or "").strip().lower()
+    if choice:
+        return choice == "cpu"
+    return not _gpu_driver_present() or pick_device() == "cpu"
+
+
 def device_summary(preferred: str | None = None) -> str:
     """One line for people, e.g. "CPU (2 cores)" or "CUDA: NVIDIA GeForce RTX 3060"."""
     device = active_device(preferred)

@@ -35,7 +35,8 @@ with controls:
         "Prompt", key="generate.prompt", height=110, placeholder="a lighthouse on a cliff at dawn, oil painting"
     )
     negative = st.text_input("Negative prompt", key="generate.negative", placeholder="blurry, text, watermark")
-    spec = model_picker(studio.catalogue, "txt2img", key="generate.model")
+    default_model = studio.catalogue.default_generative_model("txt2img")  # hosted on a GPU-less host with a token
+    spec = model_picker(studio.catalogue, "txt2img", key="generate.model", prefer=lambda spec: spec.id == default_model)
     if spec is not None:
         prompt_length_warning(studio, spec, prompt)
         prompt_length_warning(studio, spec, negative, what="negative prompt")

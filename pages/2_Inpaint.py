@@ -32,6 +32,7 @@ st.caption("Paint over part of a photo, then remove it (no prompt) or replace it
 
 settings, studio = state.settings(), state.studio()
 best_remover = studio.catalogue.default_remove_model()  # LaMa when downloaded, else OpenCV
+best_replacer = studio.catalogue.default_generative_model("inpaint")  # hosted on a GPU-less host with a token
 
 # 1. The photo: a new upload, or the image sent from Generate / a previous round.
 upload = image_uploader("Photo (JPEG, PNG or WebP)", key="inpaint.upload", limits=settings.image_limits)
@@ -93,6 +94,7 @@ with how_column:
             "inpaint",
             key="inpaint.replace-model",
             keep=lambda spec: spec.generative,
+            prefer=lambda spec: spec.id == best_replacer,
         )
         prompt = st.text_area("Prompt: what should be there", key="inpaint.prompt", height=80)
         negative = st.text_input("Negative prompt: what to avoid", key="inpaint.negative")
