@@ -26,6 +26,7 @@ from core.errors import BadParameterError, BusyError, StudioError
 from core.images import load_image
 from core.jobs import JobQueue, JobState, JobStatus
 from core.requests import InpaintRequest
+from core.runner import Request
 from core.settings import ImageLimits
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
@@ -170,6 +171,20 @@ class BatchItem:
     job_id: str | None = None
     final: JobStatus | None = None  # the job's last status once it finished (the queue may drop it later)
     png: bytes | None = field(default=None, repr=False)  # the result, kept once the job is done
+    parameters: dict | None = field(default=None, repr=False)  # the result's parameters, kept with it
+
+
+@dataclass
+class RequestItem:
+    """An item whose request is complete before the run starts (prompt batches, comparison grids)."""
+
+    name: str
+    request: Request
+    problem: str | None = None
+    job_id: str | None = None
+    final: JobStatus | None = None
+    png: bytes | None = field(default=None, repr=False)
+    parameters: dict | None = field(default=None, repr=False)
 
 
 def unique_names(stems: Sequence[str]) -> list[str]:
@@ -236,8 +251,15 @@ class BatchRun:
 
     Not thread-safe: one page session drives it (from its polling fragment)."""
 
-    def __init__(self, items: Sequence[BatchItem], template: InpaintRequest, *, limits: ImageLimits = ImageLimits()):
-        self.group = "batch-" + secrets.token_hex(6)
+    def __init__(
+        self,
+        items: Sequence[BatchItem],
+        template: InpaintRequest | None,
+        *,
+        limits: ImageLimits = ImageLimits(),
+        kind: str = "batch",
+    ):
+        self.group = f"{kind}-{secrets.token_hex(6)}"
         self.items = list(items)
         self.template = template
         self.limits = limits
@@ -312,7 +334,8 @@ class BatchRun:
             return
         if status.state is JobState.DONE:
             try:
-                item.png = queue.result(item.job_id).pngs[0]
+                result = queue.result(item.job_id)
+                item.png, item.parameters = result.pngs[0], result.parameters
             except (KeyError, StudioError):
                 item.problem = "the result could not be read back; run the batch again"
         item.final = status
@@ -339,6 +362,25 @@ class BatchRun:
         return found
 
 
+class RequestRun(BatchRun):
+    """A run of `RequestItem`s: each item already holds its request (no files to decode)."""
+
+    def __init__(self, items: Sequence[RequestItem], *, kind: str):
+        super().__init__(items, None, kind=kind)
+
+    def _request(self, item: RequestItem) -> Request:
+        return item.request
+
+
+def model_order(items: Sequence[RequestItem]) -> list[RequestItem]:
+    """The items with each model's together, models in order of first appearance (stable within a
+    model), so a run loads each model once however the user ordered them."""
+    first_seen: dict[str, int] = {}
+    for item in items:
+        first_seen.setdefault(item.request.model, len(first_seen))
+    return sorted(items, key=lambda item: first_seen[item.request.model])
+
+
 # -- 3. results ------------------------------------------------------------------------------------
 
 
@@ -360,9 +402,12 @@ __all__ = [
     "BatchRun",
     "ItemView",
     "NamedFile",
+    "RequestItem",
+    "RequestRun",
     "is_mask_name",
     "mask_key",
     "match_items",
+    "model_order",
     "read_zip",
     "results_zip",
     "split_images_and_masks",

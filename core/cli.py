@@ -28,7 +28,9 @@ class UsageError(StudioError):
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     if not args.verbose:  # the Hub client's retry chatter would bury our one-line messages
         from huggingface_hub.utils import logging as hub_logging
 
@@ -58,7 +60,9 @@ def _models(args) -> int:
     rows = [("ID", "TASKS", "ENGINE", "AVAILABLE")]
     for spec in catalogue:
         availability = spec.availability()
-        rows.append((spec.id, ",".join(spec.tasks), spec.engine, "yes" if availability.ready else f"no: {availability.detail}"))
+        rows.append(
+            (spec.id, ",".join(spec.tasks), spec.engine, "yes" if availability.ready else f"no: {availability.detail}")
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True)) + "  " + row[3])
@@ -66,10 +70,14 @@ def _models(args) -> int:
 
 
 def _generate(args) -> int:
+    if (args.prompt is None) == (args.prompts is None):
+        raise UsageError("give either a PROMPT or --prompts FILE")
+    if args.prompts is None and args.seeds != 1:
+        raise UsageError("--seeds goes with --prompts FILE (one prompt: use --seed and --num-images)")
     studio = _studio()
     request = GenerateRequest(
         model=args.model,
-        prompt=args.prompt,
+        prompt=args.prompt or "",
         negative_prompt=args.negative,
         num_inference_steps=args.steps,
         guidance_scale=args.guidance,
@@ -79,10 +87,42 @@ def _generate(args) -> int:
         num_images=args.num_images,
         scheduler=args.scheduler,
     )
+    if args.prompts is not None:
+        return _prompt_batch(studio, args, request)
     result = _run(studio, request, label=None)
     for path, png in zip(_numbered(Path(args.output), len(result.pngs)), result.pngs, strict=True):
         _write(path, png)
     return EXIT_OK
+
+
+def _prompt_batch(studio, args, template: GenerateRequest) -> int:
+    """Every prompt of the file times --seeds, one PNG each in the output folder, plus manifest.csv."""
+    from core.prompt_batch import expand, manifest_csv, read_prompts
+
+    if args.num_images != 1:
+        raise UsageError("--num-images goes with one PROMPT; with --prompts use --seeds N")
+    rows = read_prompts(_read(args.prompts, "prompts"), name=Path(args.prompts).name)
+    items = expand(rows, template, seeds=args.seeds)
+    out_dir = Path(args.output)
+    if out_dir.suffix.lower() == ".png":
+        raise UsageError("with --prompts, -o names a folder")
+    problems = {}
+    for number, item in enumerate(items, 1):
+        prefix = f"[{number}/{len(items)}] {item.name}"
+        try:
+            if item.problem is not None:
+                raise UsageError(item.problem)
+            result = _run(studio, item.request, label=prefix, quiet=True)
+            item.png, item.parameters = result.pngs[0], result.parameters
+            _write(out_dir / f"{item.name}.png", item.png, quiet=True)
+            print(f"{prefix}: done{' (cache hit)' if result.cached else ''}", file=sys.stderr)
+        except StudioError as error:
+            problems[item.name] = error.message
+            print(f"{prefix}: {error}", file=sys.stderr)
+    _write(out_dir / "manifest.csv", manifest_csv(items, problems).encode(), quiet=True)
+    done = len(items) - len(problems)
+    print(f"{done} of {len(items)} images done; results and manifest.csv in {out_dir}", file=sys.stderr)
+    return EXIT_OK if not problems else EXIT_BAD_INPUT
 
 
 def _inpaint(args) -> int:
@@ -122,7 +162,9 @@ def _batch(args) -> int:
         try:
             if shared_mask_bytes is None and image_path.stem not in masks_by_stem:
                 raise UsageError("no mask with the same name; skipped")
-            mask_bytes = shared_mask_bytes if shared_mask_bytes is not None else masks_by_stem[image_path.stem].read_bytes()
+            mask_bytes = (
+                shared_mask_bytes if shared_mask_bytes is not None else masks_by_stem[image_path.stem].read_bytes()
+            )
             image = load_image(image_path.read_bytes(), studio.image_limits)
             mask = mask_from_image(mask_bytes, image.size, studio.image_limits)
             result = _run_inpaint(studio, args, image, mask, label=prefix, quiet=True)
@@ -255,7 +297,9 @@ class _ProgressBar:
 
 
 def _positive_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="catalogue id (python -m core models) or a local diffusers folder")
+    parser.add_argument(
+        "--model", required=True, help="catalogue id (python -m core models) or a local diffusers folder"
+    )
     parser.add_argument("--negative", default="", help="negative prompt")
     parser.add_argument("--steps", type=int, help="number of inference steps (default: the model's)")
     parser.add_argument("--guidance", type=float, help="guidance scale (default: the model's)")
@@ -271,7 +315,9 @@ def _inpaint_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mask-grow", type=int, default=0, help="grow (or shrink, negative) the mask, px")
     parser.add_argument("--invert-mask", action="store_true", help="repaint what is NOT masked")
     parser.add_argument("--padding", type=int, default=32, help="context around the mask, px")
-    parser.add_argument("--whole-image", action="store_true", help="process the whole image, not a crop around the mask")
+    parser.add_argument(
+        "--whole-image", action="store_true", help="process the whole image, not a crop around the mask"
+    )
 
 
 class _Parser(argparse.ArgumentParser):
@@ -287,9 +333,13 @@ def _parser() -> argparse.ArgumentParser:
     sub = commands.add_parser("models", help="list the models and whether they can run now")
     sub.set_defaults(command=_models)
 
-    sub = commands.add_parser("generate", help="text to image")
-    sub.add_argument("prompt")
-    sub.add_argument("-o", "--output", required=True, help="output PNG (OUT-1.png … with --num-images > 1)")
+    sub = commands.add_parser("generate", help="text to image (one prompt, or a file of prompts)")
+    sub.add_argument("prompt", nargs="?")
+    sub.add_argument("--prompts", metavar="FILE", help="a .txt (one prompt a line) or .csv of prompts; -o is a folder")
+    sub.add_argument("--seeds", type=int, default=1, help="with --prompts: images per prompt (seed, seed+1, …)")
+    sub.add_argument(
+        "-o", "--output", required=True, help="output PNG (OUT-1.png … with --num-images > 1), or folder with --prompts"
+    )
     _positive_args(sub)
     sub.add_argument("--width", type=int)
     sub.add_argument("--height", type=int)
