@@ -10,7 +10,7 @@ from core.ui.compare import before_after
 from core.ui.downloads import png_download, result_file_name
 from core.ui.errors import shown_errors
 from core.ui.jobs import job_result, lookup
-from core.ui.mask_editor import MaskOptions, mask_editor, mask_preview
+from core.ui.mask_editor import MaskOptions, PhotoScale, mask_editor, mask_preview
 from core.ui.models import model_picker
 from core.ui.prompts import prompt_length_warning
 from core.ui.sampling import sampling_controls
@@ -56,12 +56,23 @@ with canvas_column:
     drawing = mask_editor(source.image, source.digest, key="inpaint")
 with preview_column:
     blur_column, grow_column = st.columns(2)
+    scale = PhotoScale.of(source.image.size)
     options = MaskOptions(
         mask_blur=blur_column.slider(
-            "Feather", 0, 64, 4, key="inpaint.blur", help="Soft edge of the blend, in image pixels."
+            "Feather (px)",
+            0,
+            scale.max_feather,
+            scale.feather,
+            key=f"inpaint.blur.{scale.max_feather}",
+            help="Soft edge of the blend, in photo pixels (the default follows the photo's size).",
         ),
         mask_grow=grow_column.slider(
-            "Grow / shrink", -64, 64, 0, key="inpaint.grow", help="Enlarge (+) or shrink (-) the mask, in image pixels."
+            "Grow / shrink (px)",
+            -scale.max_grow,
+            scale.max_grow,
+            0,
+            key=f"inpaint.grow.{scale.max_grow}",
+            help="Enlarge (+) or shrink (-) the mask, in photo pixels.",
         ),
         invert_mask=st.checkbox("Invert (change everything except what is painted)", key="inpaint.invert"),
     )

@@ -1,13 +1,12 @@
 """Driving the app's pages in Streamlit's AppTest as a user would: open a page, click, wait, draw on the canvas.
 
-The canvas is drawn by injecting real component state captured from Chromium (tests/data/canvas_*.json)
-through session_state[canvas key], as the browser would send it. Tests using these also take the
-`fresh_app` fixture (tests/conftest.py), so each page reads services built for that test.
+The canvas is drawn by putting strokes (in image pixels, as the mask editor's component sends them) where
+the page keeps them, session_state["<key>.strokes"]. Tests using these also take the `fresh_app` fixture
+(tests/conftest.py), so each page reads services built for that test.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,10 +14,19 @@ from pathlib import Path
 from streamlit.testing.v1 import AppTest
 
 from core.cache import digest_bytes
-from core.ui.mask_editor import canvas_key
+from core.ui.mask_editor import strokes_key
 
 ROOT = Path(__file__).resolve().parents[1]
-CANVAS_FIXTURES = Path(__file__).resolve().parent / "data"
+
+# What the mask editor sends for a few drawings on a photo of at least 400x300 (image pixels).
+STROKES = {
+    "freedraw": [{"tool": "brush", "size": 40, "points": [[150 + 14 * i, 150 + 5 * i] for i in range(16)]}],
+    "rect": [{"tool": "rect", "size": 0, "points": [[100, 120], [260, 220]]}],
+    "eraser": [
+        {"tool": "brush", "size": 50, "points": [[100, 200], [250, 200], [400, 200]]},
+        {"tool": "eraser", "size": 30, "points": [[250, 120], [250, 280]]},
+    ],
+}
 
 
 def open_page(page: str | None = None) -> AppTest:
@@ -56,22 +64,17 @@ def texts(elements) -> list[str]:
     return [str(element.value) for element in elements]
 
 
-def canvas_fixture(name: str) -> dict:
-    """What the canvas component sent in Chromium for tests/data/canvas_<name>.json's drawing."""
-    return json.loads((CANVAS_FIXTURES / f"canvas_{name}.json").read_text())
-
-
-def upload_and_draw(at: AppTest, photo: bytes, component_state: dict, *, key: str = "inpaint") -> AppTest:
-    """Uploads `photo` on the page's `<key>.upload` and draws on its canvas what `component_state` holds."""
+def upload_and_draw(at: AppTest, photo: bytes, strokes: list, *, key: str = "inpaint") -> AppTest:
+    """Uploads `photo` on the page's `<key>.upload` and paints `strokes` on its canvas."""
     at.file_uploader(key=f"{key}.upload").set_value(("photo.png", photo, "image/png"))
     at.run()
-    at.session_state[canvas_key(key, digest_bytes(photo))] = component_state
+    at.session_state[strokes_key(key)] = {"doc": digest_bytes(photo), "epoch": 1, "strokes": strokes}
     return at.run()
 
 
-def open_inpaint_to_replace(photo: bytes, component_state: dict, *, model: str | None = None) -> AppTest:
+def open_inpaint_to_replace(photo: bytes, strokes: list, *, model: str | None = None) -> AppTest:
     """The Inpaint page with `photo` uploaded, drawn on and switched to "Replace or regenerate" (with `model`)."""
-    at = upload_and_draw(open_page("2_Inpaint.py"), photo, component_state)
+    at = upload_and_draw(open_page("2_Inpaint.py"), photo, strokes)
     at.radio(key="inpaint.mode").set_value("Replace or regenerate")
     at.run()
     if model is not None:

@@ -2,8 +2,8 @@
 tiny offline diffusers pipelines), refuses bad input with the core's message, and the job panel
 shows progress and cancels.
 
-The canvas is driven by injecting real component state captured from Chromium
-(tests/data/canvas_*.json) through session_state[canvas key], as the browser would send it.
+The canvas is driven by putting strokes where the page keeps them (tests/app_helpers.py STROKES), as the
+mask editor's component sends them.
 """
 
 from __future__ import annotations
@@ -19,16 +19,17 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from core import masks, services
+from core import services
 from core.errors import BadImageError
 from core.images import load_image
 from core.jobs import JobState
 from core.provenance import read_parameters
-from core.ui.mask_editor import MaskOptions, effective_masks, is_eraser
+from core.strokes import mask_from_strokes
+from core.ui.mask_editor import MaskOptions, effective_masks
 from core.ui.sample import watermarked_sample
 from tests.app_helpers import (
+    STROKES,
     button,
-    canvas_fixture,
     fix_seed,
     open_inpaint_to_replace,
     open_page,
@@ -48,14 +49,13 @@ def png_bytes(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def drawn_mask(fixture: dict) -> Image.Image:
-    return masks.mask_from_canvas(
-        fixture["json_data"],
-        tuple(fixture["image_size"]),
-        canvas_size=tuple(fixture["canvas_size"]),
-        background_fit=fixture["background_fit"],
-        is_eraser=is_eraser,
-    )
+def drawn_mask(strokes: list, photo: Image.Image) -> Image.Image:
+    return mask_from_strokes(strokes, photo.size)
+
+
+def feather(at: AppTest):
+    """The Inpaint page's feather slider (its default follows the photo's size)."""
+    return next(slider for slider in at.slider if slider.label.startswith("Feather"))
 
 
 def job_result(at: AppTest, key: str):
@@ -131,9 +131,9 @@ def test_inpaint_bad_upload_shows_the_core_message():
 
 
 def test_inpaint_remove_with_opencv_changes_only_the_painted_pixels(coffee):
-    fixture = canvas_fixture("freedraw")
+    strokes = STROKES["freedraw"]
     photo = png_bytes(coffee)
-    at = upload_and_draw(open_page("2_Inpaint.py"), photo, fixture["component_state"])
+    at = upload_and_draw(open_page("2_Inpaint.py"), photo, strokes)
     assert any("Mask preview" in caption for image in at.get("image") for caption in image.captions)
     button(at, "Run").click()
     run_until(at.run(), lambda at: "Result" in texts(at.subheader), what="the inpaint result")
@@ -141,37 +141,32 @@ def test_inpaint_remove_with_opencv_changes_only_the_painted_pixels(coffee):
     assert read_parameters(result.pngs[0])["model"] == "opencv-telea"
     after = np.asarray(load_image(result.pngs[0]))
     before = np.asarray(coffee)
-    _, feathered = effective_masks(drawn_mask(fixture), MaskOptions())
+    _, feathered = effective_masks(drawn_mask(strokes, coffee), MaskOptions(mask_blur=feather(at).value))
     outside = np.asarray(feathered) == 0
     assert np.array_equal(after[outside], before[outside])
-    inside = np.asarray(drawn_mask(fixture)) > 0
+    inside = np.asarray(drawn_mask(strokes, coffee)) > 0
     assert np.abs(after[inside].astype(int) - before[inside].astype(int)).mean() > 5
     assert [widget.label for widget in at.get("download_button")] == ["Download PNG"]
 
 
 def test_inpaint_eraser_strokes_leave_their_pixels_untouched(astronaut):
-    fixture = canvas_fixture("eraser")
+    strokes = STROKES["eraser"]
     photo = png_bytes(astronaut)
-    at = upload_and_draw(open_page("2_Inpaint.py"), photo, fixture["component_state"])
-    at.slider(key="inpaint.blur").set_value(0)
+    at = upload_and_draw(open_page("2_Inpaint.py"), photo, strokes)
+    feather(at).set_value(0)
     at.run()
     button(at, "Run").click()
     run_until(at.run(), lambda at: "Result" in texts(at.subheader), what="the inpaint result")
     after = np.asarray(load_image(job_result(at, "inpaint.job").pngs[0]))
-    mask = np.asarray(drawn_mask(fixture))
-    painted_only = masks.mask_from_canvas(
-        {"objects": fixture["json_data"]["objects"][:1]},
-        tuple(fixture["image_size"]),
-        canvas_size=tuple(fixture["canvas_size"]),
-        background_fit=fixture["background_fit"],
-    )
+    mask = np.asarray(drawn_mask(strokes, astronaut))
+    painted_only = drawn_mask(strokes[:1], astronaut)
     erased = (np.asarray(painted_only) > 0) & (mask == 0)
     assert erased.sum() > 500  # the eraser crossed the brush stroke
     assert np.array_equal(after[erased], np.asarray(astronaut)[erased])
 
 
 def test_inpaint_use_result_as_new_input_starts_a_new_round(coffee):
-    at = upload_and_draw(open_page("2_Inpaint.py"), png_bytes(coffee), canvas_fixture("rect")["component_state"])
+    at = upload_and_draw(open_page("2_Inpaint.py"), png_bytes(coffee), STROKES["rect"])
     button(at, "Run").click()
     run_until(at.run(), lambda at: "Result" in texts(at.subheader), what="the inpaint result")
     first = job_result(at, "inpaint.job")
@@ -186,8 +181,8 @@ def test_inpaint_use_result_as_new_input_starts_a_new_round(coffee):
 
 @pytest.mark.slow
 def test_inpaint_replace_with_the_tiny_diffusers_pipeline(tiny_catalogue, coffee):
-    fixture = canvas_fixture("freedraw")
-    at = open_inpaint_to_replace(png_bytes(coffee), fixture["component_state"], model="tiny-sd-inpaint")
+    strokes = STROKES["freedraw"]
+    at = open_inpaint_to_replace(png_bytes(coffee), strokes, model="tiny-sd-inpaint")
     at.text_area(key="inpaint.prompt").set_value("a green apple")
     fix_seed(at, "inpaint.tiny-sd-inpaint", 7)
     button(at, "Run").click()
@@ -196,7 +191,7 @@ def test_inpaint_replace_with_the_tiny_diffusers_pipeline(tiny_catalogue, coffee
     parameters = read_parameters(result.pngs[0])
     assert (parameters["model"], parameters["seed"], parameters["prompt"]) == ("tiny-sd-inpaint", 7, "a green apple")
     after = np.asarray(load_image(result.pngs[0]))
-    _, feathered = effective_masks(drawn_mask(fixture), MaskOptions())
+    _, feathered = effective_masks(drawn_mask(strokes, coffee), MaskOptions(mask_blur=feather(at).value))
     outside = np.asarray(feathered) == 0
     assert np.array_equal(after[outside], np.asarray(coffee)[outside])
     assert not np.array_equal(after, np.asarray(coffee))
@@ -426,7 +421,7 @@ def test_compare_two_opencv_models_side_by_side_then_from_the_cache(coffee):
     at = open_page("4_Compare.py")
     at.radio(key="compare.task").set_value("Inpainting")
     at.run()
-    upload_and_draw(at, png_bytes(coffee), canvas_fixture("freedraw")["component_state"], key="compare")
+    upload_and_draw(at, png_bytes(coffee), STROKES["freedraw"], key="compare")
     assert at.multiselect(key="compare.models.inpaint").value == ["opencv-telea", "opencv-ns"]
     button(at, "Run all").click()
     run_until(at.run(), lambda at: len(at.get("download_button")) == 2, what="both models' results")

@@ -52,7 +52,7 @@ from core.requests import GenerateRequest, InpaintRequest
 from core.runner import Studio
 from tests.api_helpers import wait_for_a_step, wait_for_status
 from tests.app_helpers import (
-    canvas_fixture,
+    STROKES,
     click,
     open_inpaint_to_replace,
     open_page,
@@ -657,25 +657,24 @@ def test_item_14_a_mask_of_another_size_is_resized_or_refused_with_a_message(tmp
     assert not (tmp_path / "never.png").exists()
 
 
-def _forge(state: dict, how: str) -> dict:
-    forged = copy.deepcopy(state)
-    objects = forged["drawing"]["raw"]["objects"]
-    if how == "path":
-        objects[0]["path"] = "M 0 0 L 10 10"  # a string where Fabric sends a list of commands
+def _forge(strokes: list, how: str) -> object:
+    forged = copy.deepcopy(strokes)
+    if how == "points":
+        forged[0]["points"] = "M 0 0 L 10 10"  # a string where the editor sends a list of points
     elif how == "far":
-        objects[0]["left"] = 1e12  # coordinates no canvas has
-    elif how == "fit":
-        forged["backgroundFit"]["naturalWidth"] = 100  # a background of another shape than the photo
+        forged[0]["points"][0] = [1e12, 0]  # coordinates no canvas has
+    elif how == "tool":
+        forged[0]["tool"] = "fill-everything"  # a tool the editor does not have
     elif how == "shape":
-        forged["drawing"] = ["not", "a", "drawing"]  # not even the component's structure
+        forged = {"not": "a list of strokes"}  # not even the component's structure
     return forged
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("how", ["path", "far", "fit", "shape"])
+@pytest.mark.parametrize("how", ["points", "far", "tool", "shape"])
 def test_item_15_forged_canvas_data_is_refused_with_a_message(fresh_app, coffee, how):
     """15. Forged canvas data (wrong size, non-PNG) → refused."""
-    forged = _forge(canvas_fixture("rect")["component_state"], how)
+    forged = _forge(STROKES["rect"], how)
     at = upload_and_draw(open_page("2_Inpaint.py"), encode(coffee), forged)
     assert not at.exception, [exception.value for exception in at.exception]
     assert any("canvas" in error and ("malformed" in error or "aspect ratio" in error) for error in texts(at.error)), texts(at.error)
@@ -758,7 +757,7 @@ LONG_PROMPT = " ".join(["a weathered lighthouse keeper with a lantern on a storm
 
 def test_item_17_long_prompts_warn_of_truncation_and_prompts_have_a_character_cap(tiny_catalogue, fresh_app, coffee):
     """17. Prompt over the text encoder's 77 tokens → truncation warning; a character cap."""
-    at = open_inpaint_to_replace(encode(coffee), canvas_fixture("rect")["component_state"])
+    at = open_inpaint_to_replace(encode(coffee), STROKES["rect"])
     at.text_area(key="inpaint.prompt").set_value("a small boat")
     at.run()
     assert not any("text encoder reads only" in warning for warning in texts(at.warning))
@@ -857,7 +856,7 @@ def test_item_19_rerun_and_tab_close_during_a_run_reattach_or_abort_at_the_next_
 @pytest.mark.slow
 def test_item_19_stop_on_the_inpaint_page_aborts_at_the_next_step_and_caches_nothing(long_catalogue, fresh_app, coffee):
     """19. Stop / rerun / tab close during a run → aborts at the next step; nothing cached."""
-    at = open_inpaint_to_replace(encode(coffee), canvas_fixture("rect")["component_state"], model="tiny-sd-inpaint")
+    at = open_inpaint_to_replace(encode(coffee), STROKES["rect"], model="tiny-sd-inpaint")
     job_id = start_a_long_run(at, "inpaint", model="tiny-sd-inpaint", prompt="a small boat", button="Run")
     queue = services.queue()
     click(at, "Cancel")

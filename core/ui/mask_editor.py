@@ -1,18 +1,21 @@
-"""The mask editor: the drawable canvas over the photo, its tools, and a live preview of the mask.
+"""The mask editor: our canvas component over the photo, its tools, and a live preview of the mask.
 
-The canvas shows a downscaled copy of the photo; core.masks rasterises the drawing's vector
-objects at the photo's full resolution. The component has no eraser, so the eraser here is a
-freehand stroke in a colour of its own that `is_eraser` recognises; core.masks only ever learns
-"this object erases", never a colour.
+The component (mask_canvas.js, inline, no build step) fits the photo to its column at any width,
+shows the mask as a translucent colour, and keeps what the user paints as strokes in IMAGE pixels;
+core.strokes rasterises them at full resolution. The strokes live in session_state under
+`<key>.strokes` (not in the widget), so they survive page switches and can be restored after a
+reload; the component adopts them whenever their `epoch` changes (a fresh mount, a restore, a clear).
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import json
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import streamlit as st
@@ -20,37 +23,14 @@ from PIL import Image
 
 from core import masks
 from core.errors import BadMaskError
+from core.strokes import mask_from_strokes
 
 log = logging.getLogger(__name__)
 
-BRUSH_STROKE = "rgba(255, 0, 0, 0.6)"
-BRUSH_FILL = "rgba(255, 0, 0, 0.35)"
-ERASER_STROKE = "rgba(255, 255, 255, 0.8)"
-TOOLS = {
-    "Brush": ("freedraw", BRUSH_STROKE),
-    "Eraser": ("freedraw", ERASER_STROKE),
-    "Rectangle": ("rect", BRUSH_STROKE),
-}
-CANVAS_MAX = (640, 560)  # the canvas's largest width and height on the page, in CSS pixels
+BACKGROUND_MAX_SIDE = 2048  # the photo the canvas shows (zoomable to about this detail), in pixels
 PREVIEW_WIDTH = 640
-OVERLAY_COLOUR = (255, 40, 90)
-
-
-def is_eraser(obj: dict) -> bool:
-    """Whether a canvas object erases: the eraser tool's strokes, recognised by their colour."""
-    return obj.get("stroke") == ERASER_STROKE and str(obj.get("type", "")).lower() == "path"
-
-
-def canvas_size(image_size: tuple[int, int]) -> tuple[int, int]:
-    """The canvas's size: the image's aspect, as large as fits CANVAS_MAX (small images scaled up)."""
-    width, height = image_size
-    scale = min(CANVAS_MAX[0] / width, CANVAS_MAX[1] / height)
-    return max(1, round(width * scale)), max(1, round(height * scale))
-
-
-def canvas_key(key: str, image_digest: str) -> str:
-    """The component's widget key: a new image gets a fresh, empty canvas."""
-    return f"{key}.canvas.{image_digest[:16]}"
+OVERLAY_COLOUR = (255, 40, 90)  # the same colour as the canvas's mask (mask_canvas.js MASK_RGB)
+_JS = (Path(__file__).with_name("mask_canvas.js")).read_text(encoding="utf-8")
 
 
 @dataclass(frozen=True)
@@ -58,6 +38,29 @@ class MaskOptions:
     mask_blur: int = 4
     mask_grow: int = 0
     invert_mask: bool = False
+
+
+@dataclass(frozen=True)
+class PhotoScale:
+    """Brush, feather and grow defaults and ranges for one photo, relative to its size, in its pixels: a 40 px
+    brush is a fat line on a 512 px photo and a hairline on a 4000 px one."""
+
+    brush: int
+    max_brush: int
+    feather: int
+    max_feather: int
+    max_grow: int
+
+    @classmethod
+    def of(cls, size: tuple[int, int]) -> PhotoScale:
+        long = max(size)
+        return cls(
+            brush=max(4, round(long / 25)),
+            max_brush=max(16, round(long / 3)),
+            feather=max(2, round(long / 200)),
+            max_feather=max(16, round(long / 16)),
+            max_grow=max(16, round(long / 8)),
+        )
 
 
 def effective_masks(drawn: Image.Image, options: MaskOptions) -> tuple[Image.Image, Image.Image]:
@@ -78,74 +81,106 @@ def overlay(image: Image.Image, mask: Image.Image, width: int = PREVIEW_WIDTH) -
     return Image.fromarray(tinted.round().astype(np.uint8))
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
-def _background_jpeg(digest: str, size: tuple[int, int], _image: Image.Image) -> bytes:
-    """The canvas background: the photo at canvas size, as JPEG bytes (small to send, and the
-    component re-encodes nothing when the bytes are unchanged)."""
-    shown = _image.convert("RGB").resize(size, Image.Resampling.LANCZOS)
+@st.cache_data(show_spinner=False, max_entries=8)
+def _background_jpeg(digest: str, _image: Image.Image) -> bytes:
+    """The photo the canvas shows: at most BACKGROUND_MAX_SIDE a side, as JPEG bytes."""
+    shown = _image.convert("RGB")
+    shown.thumbnail((BACKGROUND_MAX_SIDE, BACKGROUND_MAX_SIDE), Image.Resampling.LANCZOS)
     buffer = io.BytesIO()
-    shown.save(buffer, format="JPEG", quality=88)
+    shown.save(buffer, format="JPEG", quality=85)
     return buffer.getvalue()
+
+
+def _background_url(digest: str, image: Image.Image, key: str) -> str:
+    """A URL the browser loads the photo from once: Streamlit's media store (like st.image), so reruns
+    send a short URL rather than the picture; a data: URL where there is no runtime (AppTest)."""
+    jpeg = _background_jpeg(digest, image)
+    try:
+        from streamlit.runtime import Runtime
+
+        url = Runtime.instance().media_file_mgr.add(jpeg, "image/jpeg", f"mask-editor-{key}")
+        base = (st.get_option("server.baseUrlPath") or "").strip("/")
+        return f"/{base}{url}" if base else url
+    except Exception:  # no runtime: tests without a server
+        return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
+
+
+_component = None
+
+
+def _canvas():
+    """The component, registered on first use (inside a Streamlit run only)."""
+    global _component
+    if _component is None:
+        _component = st.components.v2.component("canvas_studio.mask_canvas", js=_JS)
+    return _component
 
 
 @dataclass(frozen=True)
 class Drawing:
     mask: Image.Image  # "L" 0/255 at the image's full size, as drawn (before the mask options)
-    objects: int  # how many objects are on the canvas
+    objects: int  # how many strokes are on the canvas
+
+
+def strokes_key(key: str) -> str:
+    return f"{key}.strokes"
+
+
+def stored_strokes(key: str, image_digest: str) -> list:
+    """The strokes painted on this photo in this session ([] for another photo)."""
+    stored = st.session_state.get(strokes_key(key))
+    return list(stored["strokes"]) if stored and stored.get("doc") == image_digest else []
+
+
+def set_strokes(key: str, image_digest: str, strokes: list) -> None:
+    """Replace the strokes (a restore after a reload, a clear); the canvas adopts them on its next render."""
+    stored = st.session_state.get(strokes_key(key)) or {}
+    st.session_state[strokes_key(key)] = {
+        "doc": image_digest,
+        "epoch": int(stored.get("epoch", 0)) + 1,
+        "strokes": list(strokes),
+    }
 
 
 def mask_editor(image: Image.Image, image_digest: str, *, key: str) -> Drawing:
-    """Tools, the canvas over `image`, and the drawn mask at full resolution."""
-    from streamlit_drawable_canvas import st_canvas  # registers its component: only inside a Streamlit run
-
-    tool_column, size_column = st.columns([3, 2])
-    tool = tool_column.radio("Tool", list(TOOLS), horizontal=True, key=f"{key}.tool")
-    brush = size_column.slider("Brush size", 5, 120, 40, step=5, key=f"{key}.brush", help="In screen pixels.")
-    mode, stroke = TOOLS[tool]
-    width, height = canvas_size(image.size)
-    st.caption("Paint over what to change. Undo, redo and reset are in the canvas toolbar (hover its top edge).")
-    nothing = Drawing(Image.new("L", image.size, 0), 0)
-    state_key = canvas_key(key, image_digest)
+    """The canvas over `image` and the drawn mask at full resolution."""
+    stored = st.session_state.get(strokes_key(key))
+    if not stored or stored.get("doc") != image_digest:
+        set_strokes(key, image_digest, [])
+        stored = st.session_state[strokes_key(key)]
+    scale = PhotoScale.of(image.size)
+    result = _canvas()(
+        key=f"{key}.canvas",
+        data={
+            "image": _background_url(image_digest, image, key),
+            "width": image.width,
+            "height": image.height,
+            "strokes": stored["strokes"],
+            "epoch": stored["epoch"],
+            "brush": scale.brush,
+            "maxBrush": scale.max_brush,
+        },
+        on_strokes_change=lambda: None,
+    )
+    sent = result.get("strokes")
+    if isinstance(sent, dict) and sent.get("epoch") == stored["epoch"] and isinstance(sent.get("strokes"), list):
+        stored = {**stored, "strokes": sent["strokes"]}
+        st.session_state[strokes_key(key)] = stored
     try:
-        result = st_canvas(
-            fill_color=BRUSH_FILL,
-            stroke_width=brush,
-            stroke_color=stroke,
-            background_image=_background_jpeg(image_digest, (width, height), image),
-            background_image_fit="contain",
-            width=width,
-            height=height,
-            drawing_mode=mode,
-            key=state_key,
-        )
-    except (AttributeError, KeyError, TypeError, ValueError):  # the component could not even read its state
-        log.warning("unreadable canvas state dropped", exc_info=True)
-        st.session_state.pop(state_key, None)
-        st.error("The canvas drawing was malformed and has been cleared; draw the mask again.")
-        return nothing
-    drawing = result.json_data or {}
-    try:
-        if not isinstance(drawing, dict):
-            raise BadMaskError("the canvas drawing is malformed; clear it and draw the mask again")
-        mask = _drawn_mask(drawing, result.background_fit, image.size, (width, height), key)
+        mask = _drawn_mask(stored["strokes"], image.size, key)
     except BadMaskError as error:
         st.error(error.message)
-        return nothing
-    return Drawing(mask, len(drawing.get("objects") or []))
+        return Drawing(Image.new("L", image.size, 0), 0)
+    return Drawing(mask, len(stored["strokes"]))
 
 
-def _drawn_mask(
-    drawing: dict, fit: dict | None, image_size: tuple[int, int], size: tuple[int, int], key: str
-) -> Image.Image:
-    """The full-resolution mask, rasterised again only when the drawing changed."""
-    identity = hashlib.blake2b(
-        json.dumps([drawing.get("objects"), fit, image_size, size], sort_keys=True, default=str).encode(),
-        digest_size=16,
-    ).hexdigest()
+def _drawn_mask(strokes: list, image_size: tuple[int, int], key: str) -> Image.Image:
+    """The full-resolution mask, rasterised again only when the strokes changed."""
+    identity = hashlib.blake2b(json.dumps([strokes, image_size]).encode(), digest_size=16).hexdigest()
     memo = st.session_state.get(f"{key}.mask-memo")
     if memo is not None and memo[0] == identity:
         return memo[1]
-    mask = masks.mask_from_canvas(drawing, image_size, canvas_size=size, background_fit=fit, is_eraser=is_eraser)
+    mask = mask_from_strokes(strokes, image_size)
     st.session_state[f"{key}.mask-memo"] = (identity, mask)
     return mask
 
@@ -168,16 +203,14 @@ def mask_preview(image: Image.Image, drawing: Drawing, options: MaskOptions, *, 
 
 
 __all__ = [
-    "BRUSH_STROKE",
-    "ERASER_STROKE",
-    "TOOLS",
     "Drawing",
     "MaskOptions",
-    "canvas_key",
-    "canvas_size",
+    "PhotoScale",
     "effective_masks",
-    "is_eraser",
     "mask_editor",
     "mask_preview",
     "overlay",
+    "set_strokes",
+    "stored_strokes",
+    "strokes_key",
 ]
