@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from core.errors import BadImageError
+from core.provenance import PNG_SIGNATURE
 from core.settings import ImageLimits
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,13 @@ _FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "AVIF", "PPM", "ICO", "
 
 _NOT_AN_IMAGE = "unsupported image: not a JPEG, PNG, WebP or other bitmap (SVG is not supported)"
 _CORRUPT = "image file is truncated or corrupt"
+_TEXT_TOO_LARGE = "image metadata is too large (an oversized PNG text chunk)"
+
+_PNG_TEXT_CHUNKS = (b"tEXt", b"zTXt", b"iTXt")
+# Text a PNG may carry, as stored: generation parameters take a few KB. Compressed chunks are also held to
+# Pillow's caps once decompressed (1 MB each, 64 MB together).
+MAX_TEXT_CHUNK_BYTES = 1024 * 1024
+MAX_TEXT_TOTAL_BYTES = 4 * 1024 * 1024
 
 # What Pillow's decoders raise on malformed data (zlib.error and struct.error included: some plugins let them escape).
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error, zlib.error)
@@ -50,6 +58,8 @@ def load_image(source: bytes | str | os.PathLike, limits: ImageLimits = ImageLim
         raise BadImageError("unsupported image: the file is empty")
     if _looks_like_svg(data):
         raise BadImageError(_NOT_AN_IMAGE)
+    if data.startswith(PNG_SIGNATURE):
+        _check_png_text(data)
     # 2. Header only: Image.open parses the header and decodes no pixel. Pillow's own bomb check runs here too;
     #    its warning becomes an error so no oversized image slips through on a warning nobody reads. The warnings
     #    filters are process-wide and catch_warnings is not thread-safe, hence the lock (held for the header only).
@@ -182,6 +192,23 @@ def _looks_like_svg(data: bytes) -> bool:
     return head.startswith((b"<?xml", b"<svg", b"<!doctype svg")) or b"<svg" in head
 
 
+def _check_png_text(data: bytes) -> None:
+    """Refuse PNG text chunks over the caps, whatever their kind, from the chunk lengths alone.
+
+    Pillow caps a compressed chunk's decompressed size (`MAX_TEXT_CHUNK`), not an uncompressed `tEXt`, which it
+    reads whole however large. Walking the chunk headers costs nothing next to decoding."""
+    offset, total = len(PNG_SIGNATURE), 0
+    while offset + 8 <= len(data):
+        length, kind = struct.unpack_from(">I4s", data, offset)
+        if kind in _PNG_TEXT_CHUNKS:
+            total += length
+            if length > MAX_TEXT_CHUNK_BYTES or total > MAX_TEXT_TOTAL_BYTES:
+                raise BadImageError(_TEXT_TOO_LARGE)
+        elif kind == b"IEND":
+            return
+        offset += 12 + length  # length, kind, payload, CRC
+
+
 def _check_size(size: tuple[int, int], limits: ImageLimits) -> None:
     width, height = size
     pixels = width * height
@@ -215,7 +242,7 @@ def _bomb_message(error: Exception, limits: ImageLimits) -> str:
 
 def _decode_message(error: Exception) -> str:
     if "MAX_TEXT_CHUNK" in str(error) or "text chunks" in str(error):
-        return "image metadata is too large (an oversized PNG text chunk)"
+        return _TEXT_TOO_LARGE
     return _CORRUPT
 
 
