@@ -14,7 +14,7 @@ from core.ui.home import render_home
 
 @asynccontextmanager
 async def _export_secrets_first(_app):
-    from core.state import export_secrets
+    from core.ui.state import export_secrets
 
     export_secrets()  # st.secrets["api_key"] protects the API before any page is opened
     yield

@@ -57,9 +57,9 @@ def make_request(case: str, seed: int):
 
 
 def run(workspace: Workspace) -> Outcome:
-    from core.cache import ResultStore
     from core.pool import ModelPool
     from core.runner import Studio
+    from core.store import ResultStore
 
     set_torch_threads(workspace.options.threads)
     store_folder = workspace.scratch("cache-store")
@@ -138,10 +138,10 @@ def _timed_run(studio, request, *, expect_cached: bool) -> Timing:
 
 def _child_hit(catalogue_file: str, store_folder: str, case: str, seed: int) -> dict:
     """In a fresh process: serve `case` with `seed` from the on-disk store; no model may load."""
-    from core.cache import ResultStore
     from core.catalogue import Catalogue
     from core.pool import ModelPool
     from core.runner import Studio
+    from core.store import ResultStore
 
     def no_model(spec):
         raise RuntimeError(f"a cache hit must not load {spec.id}")

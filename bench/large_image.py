@@ -42,9 +42,9 @@ def _request(model: str, image, mask, seed: int):
 
 
 def run(workspace: Workspace) -> Outcome:
-    from core.cache import ResultStore
     from core.pool import ModelPool
     from core.runner import Studio
+    from core.store import ResultStore
 
     set_torch_threads(workspace.options.threads)
     small = photo("astronaut")

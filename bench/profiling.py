@@ -13,12 +13,12 @@ from collections.abc import Callable, Mapping
 # label -> (path suffix of the module, function names); parts may nest (the model includes torch).
 INPAINT_PARTS: Mapping[str, tuple[str, tuple[str, ...]]] = {
     "whole run (prepare + run)": ("core/runner.py", ("prepare", "run")),
-    "hash image and mask (prepare)": ("core/cache.py", ("image_digest",)),
-    "mask: threshold, grow, feather, box": ("core/masks.py", ("threshold", "grow", "feather", "bounding_box", "crop_box")),
+    "hash image and mask (prepare)": ("core/keys.py", ("image_digest",)),
+    "mask: threshold, grow, feather, box": ("core/", ("threshold", "grow", "feather", "bounding_box", "crop_box")),
     "model (engine.inpaint on the crop)": ("core/engines/", ("inpaint",)),
-    "paste back into the full image": ("core/masks.py", ("paste_back",)),
+    "paste back into the full image": ("core/region.py", ("blend_region",)),
     "encode PNG with parameters": ("core/provenance.py", ("encode_png",)),
-    "store put": ("core/cache.py", ("put",)),
+    "store put": ("core/store.py", ("put",)),
 }
 
 

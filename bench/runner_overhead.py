@@ -31,11 +31,11 @@ def run(workspace: Workspace) -> Outcome:
     import numpy as np
     import torch
 
-    from core.cache import ResultStore
     from core.pool import ModelPool
     from core.provenance import encode_png
     from core.requests import GenerateRequest
     from core.runner import Studio
+    from core.store import ResultStore
 
     set_torch_threads(workspace.options.threads)
     store = ResultStore(workspace.scratch("runner-store"), max_bytes=8 << 30)

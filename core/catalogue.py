@@ -68,7 +68,7 @@ class ModelSpec:
         if self.hub:
             return f"{self.hub}@{self.revision or 'main'}" + (f"/{self.file}" if self.file else "")
         if self.path:  # identifies the folder without showing the server's directory layout
-            from core.cache import digest_bytes
+            from core.keys import digest_bytes
 
             resolved = str(Path(self.path).expanduser().resolve())
             return f"local:{Path(resolved).name}#{digest_bytes(resolved.encode())[:12]}"

@@ -1,4 +1,4 @@
-"""Images in: load and validate uploads, normalise their colour mode; fit to a model's working resolution and back.
+"""Images in: load and validate uploads, normalise their colour mode, and composite what a model is given (RGB).
 
 Every image leaving this module is PIL "RGB", or "RGBA" when some pixel is actually transparent (the alpha is kept
 for the output and composited deliberately before any model sees the pixels, see `to_model_rgb`).
@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import io
 import logging
-import math
 import os
 import re
 import struct
 import threading
 import warnings
 import zlib
-from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -127,51 +125,6 @@ def to_model_rgb(image: Image.Image) -> Image.Image:
     composite = Image.new("RGB", image.size, MODEL_BACKGROUND)
     composite.paste(image, mask=image.getchannel("A"))
     return composite
-
-
-@dataclass(frozen=True)
-class Fit:
-    """How an image is run at a model's working resolution: scaled to `scaled_size`, padded to `padded_size`.
-
-    Padding (right and bottom, by edge replication) rather than cropping keeps every pixel of the input in front of
-    the model; `restore` cuts the padding off and scales back to `original_size` exactly.
-    """
-
-    original_size: tuple[int, int]
-    scaled_size: tuple[int, int]
-    padded_size: tuple[int, int]
-
-    def apply(self, image: Image.Image, *, is_mask: bool = False) -> Image.Image:
-        if image.size != self.original_size:
-            raise ValueError(f"Fit.apply expects a {self.original_size} image, got {image.size}")
-        scaled = _resize(image, self.scaled_size, is_mask)
-        return _pad_with_edges(scaled, self.padded_size)
-
-    def restore(self, image: Image.Image, *, is_mask: bool = False) -> Image.Image:
-        if image.size != self.padded_size:
-            raise ValueError(f"Fit.restore expects a {self.padded_size} image, got {image.size}")
-        if self.scaled_size != self.padded_size:
-            image = image.crop((0, 0, *self.scaled_size))
-        return _resize(image, self.original_size, is_mask)
-
-
-def plan_fit(size: tuple[int, int], working_resolution: int, multiple: int) -> Fit:
-    """Scale `size` so its area is about `working_resolution`² (same aspect), then pad each side up to `multiple`.
-
-    `working_resolution` 0 means native: no scaling, only padding (so `multiple` 1 is the identity).
-    """
-    width, height = size
-    if width < 1 or height < 1:
-        raise ValueError(f"cannot fit an image of size {size}")
-    if working_resolution < 0 or multiple < 1:
-        raise ValueError(f"bad fit parameters: working_resolution={working_resolution}, multiple={multiple}")
-    if working_resolution == 0:
-        scaled = (width, height)
-    else:
-        scale = working_resolution / math.sqrt(width * height)
-        scaled = (max(1, round(width * scale)), max(1, round(height * scale)))
-    padded = (_round_up(scaled[0], multiple), _round_up(scaled[1], multiple))
-    return Fit(original_size=(width, height), scaled_size=scaled, padded_size=padded)
 
 
 # --- reading and checking -----------------------------------------------------------------------------------------
@@ -289,27 +242,3 @@ def _float_to_8bit(values: np.ndarray) -> np.ndarray:
 
 def _grey_to_rgb(grey: np.ndarray) -> Image.Image:
     return Image.fromarray(grey).convert("RGB")
-
-
-# --- fitting --------------------------------------------------------------------------------------------------------
-
-
-def _round_up(value: int, multiple: int) -> int:
-    return -(-value // multiple) * multiple
-
-
-def _resize(image: Image.Image, size: tuple[int, int], is_mask: bool) -> Image.Image:
-    if image.size == size:
-        return image
-    if not is_mask:
-        return image.resize(size, Image.Resampling.LANCZOS)
-    resized = image.resize(size, Image.Resampling.NEAREST)
-    return resized.point(lambda value: 255 if value >= 128 else 0)  # a model's mask stays strictly 0/255
-
-
-def _pad_with_edges(image: Image.Image, size: tuple[int, int]) -> Image.Image:
-    if image.size == size:
-        return image
-    pixels = np.asarray(image)
-    pad = ((0, size[1] - image.height), (0, size[0] - image.width)) + ((0, 0),) * (pixels.ndim - 2)
-    return Image.fromarray(np.pad(pixels, pad, mode="edge"))

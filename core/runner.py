@@ -18,18 +18,19 @@ from typing import Any
 
 from PIL import Image
 
-from core import masks
-from core.cache import ResultStore, StoredResult, image_digest, request_key
+from core import masks, region
 from core.catalogue import Catalogue, ModelSpec
 from core.engines import engine_version
 from core.engines.base import Generated, Reporter, silent_reporter
 from core.errors import EngineError, OutOfMemoryError, StudioError
-from core.images import plan_fit, to_model_rgb
+from core.images import to_model_rgb
+from core.keys import image_digest, request_key
 from core.pool import ModelPool
 from core.prompts import prompt_warnings
 from core.provenance import encode_png
 from core.requests import GenerateRequest, InpaintRequest
 from core.settings import ImageLimits, Settings
+from core.store import ResultStore, StoredResult
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,11 @@ def _result_from_pngs(parameters, key, cached, filtered, elapsed_s, pngs) -> Res
 
 class Studio:
     def __init__(
-        self, catalogue: Catalogue, pool: ModelPool, store: ResultStore | None, image_limits: ImageLimits = ImageLimits()
+        self,
+        catalogue: Catalogue,
+        pool: ModelPool,
+        store: ResultStore | None,
+        image_limits: ImageLimits = ImageLimits(),
     ):
         self.catalogue = catalogue
         self.pool = pool
@@ -127,7 +132,9 @@ class Studio:
         elif spec.engine == "hosted":
             total_steps = request.num_images if isinstance(request, GenerateRequest) else 1
         version = engine_version(spec)
-        key = request_key(request.parameters(), model_source=spec.source, engine_version=version, image_digests=image_digests)
+        key = request_key(
+            request.parameters(), model_source=spec.source, engine_version=version, image_digests=image_digests
+        )
         parameters = {
             **request.parameters(),
             "model_name": spec.name,
@@ -165,7 +172,9 @@ class Studio:
             raise OutOfMemoryError("ran out of memory: lower the size, steps or number of images") from error
         except Exception as error:
             log.exception("engine %s failed", prepared.spec.id)
-            raise EngineError(f"{prepared.spec.name} failed while running; the details are in the server log") from error
+            raise EngineError(
+                f"{prepared.spec.name} failed while running; the details are in the server log"
+            ) from error
         parameters = {**prepared.parameters, "filtered": list(filtered)}
         encoded, store = None, self.store is not None and not any(filtered)
         metadata = {"parameters": parameters, "filtered": list(filtered)}
@@ -209,14 +218,14 @@ def _inpaint(engine, prepared: Prepared, report: Reporter) -> tuple[tuple[Box, I
     else:
         left, top, right, bottom = masks.bounding_box(feathered)
         aspect = 1.0 if spec.working_resolution else (right - left) / (bottom - top)
-        box = masks.crop_box(feathered, padding=request.padding, aspect=aspect, min_side=spec.working_resolution)
+        box = region.crop_box(feathered, padding=request.padding, aspect=aspect, min_side=spec.working_resolution)
     # 3. At the model's working resolution, and back.
-    region = to_model_rgb(request.image.crop(box))
-    fit = plan_fit(region.size, spec.working_resolution, spec.size_multiple)
-    generated = engine.inpaint(fit.apply(region), fit.apply(hard.crop(box), is_mask=True), request, report)
+    crop = to_model_rgb(request.image.crop(box))
+    fit = region.plan_fit(crop.size, spec.working_resolution, spec.size_multiple)
+    generated = engine.inpaint(fit.apply(crop), fit.apply(hard.crop(box), is_mask=True), request, report)
     restored = fit.restore(generated.images[0])
     # 4. Only masked pixels change.
-    return (box, masks.blend_region(request.image, restored, feathered, box)), _flags(generated)
+    return (box, region.blend_region(request.image, restored, feathered, box)), _flags(generated)
 
 
 def _edited(image: Image.Image, pixels: Image.Image, box: Box) -> tuple[Image.Image, ...]:

@@ -1,7 +1,7 @@
 """Where secrets come from: the environment, only.
 
-Inside Streamlit, `core/state.py` copies `st.secrets["HF_TOKEN"]` into the environment at startup,
-so this module (and everything else outside `core/ui` and `core/state.py`) never imports
+Inside Streamlit, `core/ui/state.py` copies `st.secrets["HF_TOKEN"]` into the environment at startup,
+so this module (and everything else outside `core/ui`) never imports
 streamlit. Secrets are returned to the code that sends them and never logged or put in a message.
 """
 

@@ -1,6 +1,6 @@
 """The process-wide services: one Studio (catalogue, model pool, result store) and one job queue.
 
-Pages reach them through `core/state.py` (`st.cache_resource`), the REST API and the CLI directly;
+Pages reach them through `core/ui/state.py` (`st.cache_resource`), the REST API and the CLI directly;
 all get the same objects, so every entry point shares one queue, one pool and one cache.
 """
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core import state
 from core.requests import GenerateRequest
+from core.ui import state
 from core.ui.downloads import png_download, result_file_name
 from core.ui.errors import shown_errors
 from core.ui.jobs import job_result, lookup

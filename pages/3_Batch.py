@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core import state
 from core.batch import BatchRun, NamedFile, match_items, read_zip, results_zip, split_images_and_masks
 from core.requests import InpaintRequest
+from core.ui import state
 from core.ui.downloads import zip_download
 from core.ui.errors import shown_errors
 from core.ui.jobs import group_panel, group_table

@@ -6,10 +6,10 @@ import secrets
 
 import streamlit as st
 
-from core import state
 from core.batch import ItemView
 from core.jobs import JobState
 from core.requests import GenerateRequest, InpaintRequest, random_seed
+from core.ui import state
 from core.ui.compare import before_after
 from core.ui.downloads import png_download, result_file_name
 from core.ui.errors import shown_errors

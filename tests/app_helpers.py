@@ -13,7 +13,7 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from core.cache import digest_bytes
+from core.keys import digest_bytes
 from core.ui.mask_editor import strokes_key
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,12 +11,12 @@ ROOT = Path(__file__).resolve().parents[1]
 STREAMLIT_IMPORT = re.compile(r"^\s*(import streamlit|from streamlit)", re.MULTILINE)
 
 
-def test_only_core_ui_and_state_import_streamlit():
+def test_only_core_ui_imports_streamlit():
     offenders = [
         str(path.relative_to(ROOT))
         for path in (ROOT / "core").rglob("*.py")
         if STREAMLIT_IMPORT.search(path.read_text())
-        and not (path.relative_to(ROOT).parts[1] == "ui" or path.name == "state.py")
+        and path.relative_to(ROOT).parts[1] != "ui"
     ]
     assert offenders == []
 

@@ -21,8 +21,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.cache import KEY_LENGTH, PNG_SIGNATURE, ResultStore, StoredResult, digest_bytes, image_digest, request_key
+from core.keys import KEY_LENGTH, digest_bytes, image_digest, request_key
 from core.requests import GenerateRequest, InpaintRequest
+from core.store import PNG_SIGNATURE, ResultStore, StoredResult
 
 REPO = Path(__file__).resolve().parents[1]
 MB = 1024 * 1024
@@ -469,7 +470,7 @@ def test_concurrent_puts_of_one_key_from_threads(tmp_path):
 PUT_CODE = """
 import sys
 from pathlib import Path
-from core.cache import PNG_SIGNATURE, ResultStore
+from core.store import PNG_SIGNATURE, ResultStore
 store = ResultStore(Path(sys.argv[1]), 10 * 1024 * 1024)
 store.put(sys.argv[2], [PNG_SIGNATURE + bytes([int(sys.argv[3])]) * 50_000], {"writer": sys.argv[3]})
 """
@@ -477,7 +478,8 @@ store.put(sys.argv[2], [PNG_SIGNATURE + bytes([int(sys.argv[3])]) * 50_000], {"w
 GET_CODE = """
 import json, sys
 from pathlib import Path
-from core.cache import ResultStore, digest_bytes
+from core.keys import digest_bytes
+from core.store import ResultStore
 hit = ResultStore(Path(sys.argv[1]), 10 * 1024 * 1024).get(sys.argv[2])
 print(json.dumps(None if hit is None else {"pngs": [digest_bytes(p) for p in hit.pngs], "metadata": hit.metadata}))
 """
@@ -530,7 +532,7 @@ KILLED_WRITER = (
     + """
 import sys
 from pathlib import Path
-from core.cache import PNG_SIGNATURE, ResultStore
+from core.store import PNG_SIGNATURE, ResultStore
 store = ResultStore(Path(sys.argv[1]), 1024 * 1024 * 1024)
 store.put(sys.argv[2], [PNG_SIGNATURE + bytes([n]) * 300_000 for n in range(20)], {"writer": "killed"})
 print("finished")

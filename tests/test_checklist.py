@@ -42,7 +42,6 @@ from streamlit.testing.v1 import AppTest
 
 from core import batch, services
 from core.api import API_PREFIX, api_routes
-from core.cache import PNG_SIGNATURE, ResultStore
 from core.catalogue import Catalogue
 from core.errors import BadParameterError
 from core.images import MODEL_BACKGROUND
@@ -50,6 +49,7 @@ from core.jobs import JobState
 from core.pool import ModelPool
 from core.requests import GenerateRequest, InpaintRequest
 from core.runner import Studio
+from core.store import PNG_SIGNATURE, ResultStore
 from tests.api_helpers import wait_for_a_step, wait_for_status
 from tests.app_helpers import (
     STROKES,

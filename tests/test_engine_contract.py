@@ -11,11 +11,11 @@ import pytest
 from PIL import Image, ImageDraw
 
 from core import masks
-from core.cache import ResultStore
 from core.errors import BadParameterError, CancelledError
 from core.pool import ModelPool
 from core.requests import GenerateRequest, InpaintRequest
 from core.runner import Studio
+from core.store import ResultStore
 
 INPAINT_ENGINES = ["opencv-telea", "opencv-ns", "tiny-sd", "tiny-sd-inpaint"]
 TXT2IMG_ENGINES = ["tiny-sd"]

@@ -92,9 +92,9 @@ def online_with_token(server, monkeypatch):
 
 @pytest.fixture
 def studio(catalogue, tmp_path):
-    from core.cache import ResultStore
     from core.pool import ModelPool
     from core.runner import Studio
+    from core.store import ResultStore
 
     return Studio(catalogue, ModelPool(1), ResultStore(tmp_path / "store", 1 << 30))
 

@@ -15,7 +15,8 @@ from PIL import Image, PngImagePlugin
 from skimage import data
 
 from core.errors import BadImageError
-from core.images import MODEL_BACKGROUND, Fit, load_image, normalize_mode, plan_fit, to_model_rgb
+from core.images import MODEL_BACKGROUND, load_image, normalize_mode, to_model_rgb
+from core.region import Fit, plan_fit
 from core.settings import ImageLimits
 
 # --- helpers: files built byte by byte, so each test says exactly what is wrong with its input -------------------

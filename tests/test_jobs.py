@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from core.cache import ResultStore
 from core.engines import load_engine
 from core.errors import BadParameterError, BusyError
 from core.jobs import OUT_OF_MEMORY_MESSAGE, JobNotDoneError, JobQueue, JobState
 from core.pool import ModelPool
 from core.requests import GenerateRequest, InpaintRequest
 from core.runner import Studio
+from core.store import ResultStore
 
 SIZE = 64  # tiny-sd at 64 px: a few milliseconds per step
 

@@ -169,9 +169,9 @@ def test_the_hub_entry_offline_says_how_to_get_it(catalogue, monkeypatch):
 
 @pytest.fixture
 def studio(catalogue, tmp_path):
-    from core.cache import ResultStore
     from core.pool import ModelPool
     from core.runner import Studio
+    from core.store import ResultStore
 
     return Studio(catalogue, ModelPool(1), ResultStore(tmp_path / "store", 1 << 30))
 

@@ -16,16 +16,15 @@ from scipy.ndimage import distance_transform_edt
 from core.errors import BadMaskError
 from core.masks import (
     bounding_box,
-    crop_box,
     feather,
     grow,
     invert,
     mask_from_canvas,
     mask_from_image,
-    paste_back,
     require_not_empty,
     threshold,
 )
+from core.region import crop_box, paste_back
 
 PHOTO = (4000, 3000)
 CANVAS = (600, 450)

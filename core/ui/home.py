@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core import state
 from core.requests import InpaintRequest
+from core.ui import state
 from core.ui.compare import before_after
 from core.ui.downloads import png_download
 from core.ui.errors import shown_errors

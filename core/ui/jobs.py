@@ -15,10 +15,10 @@ from collections.abc import Callable, Sequence
 
 import streamlit as st
 
-from core import state
 from core.batch import ItemView
 from core.jobs import JobState, JobStatus
 from core.runner import Result
+from core.ui import state
 from core.ui.errors import shown_errors
 
 log = logging.getLogger(__name__)

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 import streamlit as st
 from PIL import Image
 
-from core.cache import digest_bytes
 from core.errors import BadImageError
 from core.images import load_image
+from core.keys import digest_bytes
 from core.settings import ImageLimits
 
 IMAGE_TYPES = ["png", "jpg", "jpeg", "webp"]

@@ -1,9 +1,4 @@
-"""Content keys and the durable, content-addressed result store shared by every entry point.
-
-Keys are BLAKE3 digests. BLAKE3 is cryptographic on purpose: the store is shared by every user
-of a deployment, so with a non-cryptographic hash a user could craft a colliding request and
-poison another user's result. It is also fast enough to stay a small fraction of a cache hit
-(a 4096x4096 RGB image hashes in ~17 ms here; SHA-256 over the same bytes takes ~35 ms).
+"""The durable, content-addressed result store shared by every entry point (keys: `core.keys`).
 
 On disk, one entry is a directory `root/<key[:2]>/<key>/` holding `0.png`, `1.png`, ... and
 `meta.json` (the caller's metadata plus each PNG's size and BLAKE3 digest, and a digest of the
@@ -30,17 +25,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import blake3
-from PIL import Image
-
 try:  # POSIX: one lock shared by every process using the store
     import fcntl
 except ImportError:  # Windows: the lock only covers this process's threads
     fcntl = None
 
+from core.keys import KEY_LENGTH, canonical_json, digest_bytes
+
 log = logging.getLogger(__name__)
 
-KEY_LENGTH = 64  # hex characters of a 32-byte BLAKE3 digest
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 _KEY_PATTERN = re.compile(rf"[0-9a-f]{{{KEY_LENGTH}}}")
@@ -51,77 +44,7 @@ _TEMP_DIR = ".tmp"  # unpublished writes and entries being deleted; swept when s
 _LOCK_FILE = ".lock"
 _USAGE_FILE = ".usage"
 _RESCAN_EVERY = 256  # puts between exact size rescans, bounding any drift of the running total
-_PIXEL_CHUNK = 128 * 1024  # streamed hashing: chunks stay in the CPU cache (64-128 KiB measured fastest)
-_REQUEST_KEY_CONTEXT = "canvas-studio 2024 request key v1"
 _process_lock = threading.Lock()  # the whole lock where fcntl is missing
-
-
-def digest_bytes(data: bytes) -> str:
-    return blake3.blake3(data).hexdigest()
-
-
-def image_digest(image: Image.Image) -> str:
-    """Exact digest of the pixels: mode, size, palette and every pixel byte (never sampled)."""
-    hasher = blake3.blake3(f"canvas-studio image v1\0{image.mode}\0{image.width}x{image.height}\0".encode())
-    if image.mode in ("P", "PA"):
-        hasher.update(bytes(image.getpalette("RGBA") or ()))
-    for chunk in _pixel_chunks(image):
-        hasher.update(chunk)
-    return hasher.hexdigest()
-
-
-def _pixel_chunks(image: Image.Image) -> Iterator[bytes]:
-    """The bytes of `image.tobytes()`, in small chunks.
-
-    `tobytes()` joins the whole image into one new buffer: for 4096x4096 RGB that is ~60 ms of
-    copying, four times the hash itself. Pillow's raw encoder (what `tobytes()` uses) hands out
-    the same bytes in chunks that stay in cache; if that private API ever changes, fall back.
-    """
-    image.load()
-    get_encoder = getattr(Image, "_getencoder", None)
-    if get_encoder is None or image.width == 0 or image.height == 0:
-        yield image.tobytes()
-        return
-    encoder = get_encoder(image.mode, "raw", image.mode)
-    try:
-        encoder.setimage(image.im, (0, 0, image.width, image.height))
-        status = 0
-        while status == 0:
-            _, status, data = encoder.encode(max(_PIXEL_CHUNK, image.width * 4))  # at least one row
-            if status < 0:
-                raise RuntimeError(f"pixel encoder error {status}")
-            yield data
-    finally:
-        encoder.cleanup()
-
-
-def _canonical_json(value: Any) -> bytes:
-    """One byte string per JSON value: sorted keys, no spaces, NaN and infinity refused."""
-    try:
-        return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"not a JSON value with finite numbers: {error}") from None
-
-
-def request_key(
-    parameters: Mapping[str, Any],
-    *,
-    model_source: str,
-    engine_version: str,
-    image_digests: Mapping[str, str] = {},  # noqa: B006 - read only
-) -> str:
-    """The cache key of a request: any one field differing gives a different key.
-
-    `parameters` is a request's `parameters()` (model id, seed and every setting); the input
-    images enter through their `image_digest`s, so the key never depends on how they were encoded.
-    """
-    record = {
-        "parameters": dict(parameters),
-        "model_source": model_source,
-        "engine_version": engine_version,
-        "image_digests": dict(image_digests),
-    }
-    return blake3.blake3(_canonical_json(record), derive_key_context=_REQUEST_KEY_CONTEXT).hexdigest()
 
 
 def _check_key(key: Any) -> str:
@@ -209,7 +132,9 @@ class ResultStore:
             raise ValueError("a result has at least one PNG")
         if not all(png.startswith(PNG_SIGNATURE) for png in pngs):
             raise ValueError("the result store only holds PNG data")
-        files = [{"name": f"{index}.png", "size": len(png), "blake3": digest_bytes(png)} for index, png in enumerate(pngs)]
+        files = [
+            {"name": f"{index}.png", "size": len(png), "blake3": digest_bytes(png)} for index, png in enumerate(pngs)
+        ]
         meta = _meta_bytes({"format": _ENTRY_FORMAT, "key": key, "files": files, "metadata": dict(metadata)})
         size = len(meta) + sum(len(png) for png in pngs)
         if size > self.max_bytes:
@@ -368,15 +293,15 @@ class ResultStore:
 
     def _write_usage(self, total: int, puts: int) -> None:
         # Written under the lock; a torn write is unparsable and just triggers a rescan.
-        (self.root / _USAGE_FILE).write_bytes(_canonical_json({"bytes": total, "puts": puts}))
+        (self.root / _USAGE_FILE).write_bytes(canonical_json({"bytes": total, "puts": puts}))
 
 
 def _meta_bytes(record: dict) -> bytes:
     # Round-trip first so the check is computed over exactly what a reader will parse
     # (tuples become lists, non-string keys become strings).
-    record = json.loads(_canonical_json(record))
-    record["check"] = digest_bytes(_canonical_json(record))
-    return _canonical_json(record)
+    record = json.loads(canonical_json(record))
+    record["check"] = digest_bytes(canonical_json(record))
+    return canonical_json(record)
 
 
 def _read_entry(entry: Path, key: str) -> StoredResult:
@@ -389,7 +314,7 @@ def _read_entry(entry: Path, key: str) -> StoredResult:
     if not isinstance(record, dict) or not isinstance(record.get("check"), str):
         raise _Damaged("meta.json has no check digest")
     check = record.pop("check")
-    if digest_bytes(_canonical_json(record)) != check:
+    if digest_bytes(canonical_json(record)) != check:
         raise _Damaged("meta.json does not match its check digest")
     if record.get("format") != _ENTRY_FORMAT or record.get("key") != key:
         raise _Damaged("meta.json belongs to another key or format")
@@ -469,4 +394,4 @@ def _fsync_directory(path: Path) -> None:
         os.close(descriptor)
 
 
-__all__ = ["KEY_LENGTH", "ResultStore", "StoredResult", "digest_bytes", "image_digest", "request_key"]
+__all__ = ["PNG_SIGNATURE", "ResultStore", "StoredResult"]

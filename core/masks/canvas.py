@@ -1,91 +1,18 @@
-"""Masks: PIL "L", 255 = repaint, 0 = keep.
-
-Built from an uploaded mask file or from the drawable canvas (its vector objects, rasterised at the image's full
-resolution); shaped by threshold, grow/shrink, feather and invert; and used to crop the region a model works on
-and to paste its output back so that only masked pixels change.
-
-Cost follows the mask, not the image: everything past building the mask works on the mask's bounding box plus the
-margin an operation can reach, so a small mask on a 4096x4096 photo stays cheap.
-"""
+"""Masks from the drawable canvas: Fabric.js objects rasterised at the image's full resolution, within budgets
+that a forged drawing cannot exceed."""
 
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
-from core.errors import BadImageError, BadMaskError
-from core.images import load_image, normalize_mode
-from core.settings import ImageLimits
-
-_EMPTY = "the mask is empty: paint over the area to change"
-
-
-# --- masks from files -----------------------------------------------------------------------------------------------
-
-
-def prepare(mask: Image.Image, *, invert_mask: bool, mask_grow: int, mask_blur: int) -> tuple[Image.Image, Image.Image]:
-    """(hard, feathered) for a drawn or uploaded mask: the hard one goes to the model, the feathered
-    one only to the final composite. The runner and the UI's preview both call this, so they agree."""
-    hard = threshold(mask)
-    if invert_mask:
-        hard = invert(hard)
-    hard = grow(hard, mask_grow)
-    return hard, feather(hard, mask_blur)
-
-
-def mask_from_image(
-    image_or_source: Image.Image | bytes | str | os.PathLike, size: tuple[int, int], limits: ImageLimits = ImageLimits()
-) -> Image.Image:
-    """An uploaded mask -> "L" 0/255 of `size`.
-
-    A mask with real transparency is read from its alpha channel (any paint counts, so a red, blue or
-    semi-transparent stroke on a transparent background is a stroke); an opaque one from its luminance
-    (white = repaint, threshold 128).
-    """
-    if isinstance(image_or_source, Image.Image) and image_or_source.mode in ("L", "1"):
-        return _resized_to(threshold(image_or_source.convert("L")), size)  # already a grey mask: no detour via RGB
-    try:
-        if isinstance(image_or_source, Image.Image):
-            image = normalize_mode(image_or_source)
-        else:
-            image = load_image(image_or_source, limits)
-    except BadImageError as error:
-        raise BadMaskError(f"unusable mask: {error.message}") from None
-    if image.mode == "RGBA":  # normalize_mode keeps RGBA only when some pixel is not opaque
-        mask = image.getchannel("A").point(lambda alpha: 255 if alpha > 0 else 0)
-    else:
-        mask = threshold(image.convert("L"))
-    return _resized_to(mask, size)
-
-
-def _resized_to(mask: Image.Image, size: tuple[int, int]) -> Image.Image:
-    if mask.size == size:
-        return mask
-    (mask_width, mask_height), (width, height) = mask.size, size
-    if not _same_aspect(mask.size, size):
-        raise BadMaskError(
-            f"the mask is {mask_width}x{mask_height} but the image is {width}x{height}; "
-            "a mask must have the image's aspect ratio"
-        )
-    return mask.resize(size, Image.Resampling.NEAREST)
-
-
-def _same_aspect(scaled: tuple[float, float], size: tuple[float, float]) -> bool:
-    """Whether `scaled` is `size` scaled by one factor, give or take 1 % or the pixel that rounding may cost."""
-    (scaled_width, scaled_height), (width, height) = scaled, size
-    return abs(scaled_width * height / width - scaled_height) <= max(1.0, 0.01 * scaled_height) and abs(
-        scaled_height * width / height - scaled_width
-    ) <= max(1.0, 0.01 * scaled_width)
-
-
-# --- masks from the drawable canvas -------------------------------------------------------------------------------
-
+from core.errors import BadMaskError
+from core.masks.files import same_aspect
 
 _MAX_OBJECTS = 10_000
 _MAX_CANVAS_SIDE = 16_384
@@ -193,7 +120,7 @@ def _canvas_to_image(fit: dict | None, image_size: tuple[int, int], canvas_size:
         raise BadMaskError(_malformed(f"background_fit has no {missing.args[0]}")) from None
     # The app may show a downscaled preview on the canvas; its natural size then differs from the image's.
     to_image_x, to_image_y = width / natural[0], height / natural[1]
-    if not _same_aspect((natural[0], natural[1]), (width, height)):
+    if not same_aspect((natural[0], natural[1]), (width, height)):
         raise BadMaskError(
             f"the canvas shows a {natural[0]:.0f}x{natural[1]:.0f} background but the image is {width}x{height}; "
             "they must have the same aspect ratio"
@@ -842,166 +769,3 @@ class _Stroker:
         fixed = _fixed(_apply(self.matrix, polygons.reshape(-1, 2))).reshape(polygons.shape)
         for polygon in fixed:
             cv2.fillConvexPoly(self.mask, polygon, self.value, cv2.LINE_8, _SHIFT)
-
-
-# --- operations -----------------------------------------------------------------------------------------------------
-
-
-def threshold(mask: Image.Image, level: int = 128) -> Image.Image:
-    """>= level -> 255, else 0."""
-    if not 1 <= level <= 255:
-        raise ValueError(f"threshold level must be 1..255, got {level}")
-    mask = _as_l(mask)
-    box = mask.getbbox()
-    if box is None:
-        return mask  # all zeros already
-    lut = [0] * level + [255] * (256 - level)
-    return _with_region(mask, box, np.asarray(mask.crop(box).point(lut)))
-
-
-def grow(mask: Image.Image, pixels: int) -> Image.Image:
-    """Dilate (pixels > 0) or erode (pixels < 0) a hard mask by a disc of that radius; 0 = unchanged.
-
-    The image border does not erode: a mask painted up to the edge still reaches it.
-    """
-    if pixels == 0:
-        return mask
-    mask = _as_l(mask)
-    reach = abs(pixels)
-    region_box = _around_mask(mask, reach + 1)
-    if region_box is None:
-        return mask
-    left, top, right, bottom = region_box
-    inside = np.asarray(mask.crop(region_box)) >= 128
-    # A pixel is within `reach` of the mask exactly when the Euclidean distance transform says so: the same
-    # result as an elliptical kernel, at a cost that does not grow with the radius.
-    if pixels > 0:
-        distance = cv2.distanceTransform(np.where(inside, 0, 255).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-        grown = distance <= reach
-    else:
-        distance = cv2.distanceTransform(np.where(inside, 255, 0).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-        grown = distance > reach
-    return _with_region(mask, region_box, np.where(grown, np.uint8(255), np.uint8(0)))
-
-
-def feather(mask: Image.Image, radius: int) -> Image.Image:
-    """Gaussian blur (sigma = radius) for the final composite only; 0 = unchanged. The model gets the hard mask."""
-    if radius < 0:
-        raise ValueError(f"feather radius must be >= 0, got {radius}")
-    if radius == 0:
-        return mask
-    mask = _as_l(mask)
-    half_kernel = math.ceil(3 * radius)
-    # With this margin the reflected border of the crop only ever mirrors zeros, so the crop blurs exactly as
-    # the whole mask would (including reflection at the image's own edges).
-    region_box = _around_mask(mask, 2 * half_kernel + 1)
-    if region_box is None:
-        return mask
-    region = np.asarray(mask.crop(region_box))
-    size = 2 * half_kernel + 1
-    blurred = cv2.GaussianBlur(region, (size, size), sigmaX=radius, sigmaY=radius, borderType=cv2.BORDER_REFLECT_101)
-    return _with_region(mask, region_box, blurred)
-
-
-def invert(mask: Image.Image) -> Image.Image:
-    return ImageOps.invert(_as_l(mask))
-
-
-def require_not_empty(mask: Image.Image) -> None:
-    if bounding_box(mask) is None:
-        raise BadMaskError(_EMPTY)
-
-
-def bounding_box(mask: Image.Image) -> tuple[int, int, int, int] | None:
-    """(left, top, right, bottom), right/bottom exclusive, of the nonzero pixels; None for an empty mask."""
-    return _as_l(mask).getbbox()
-
-
-def crop_box(mask: Image.Image, *, padding: int, aspect: float, min_side: int) -> tuple[int, int, int, int]:
-    """The region a model processes: the mask's bounding box plus `padding`, grown (never shrunk) to `aspect`
-    (width / height) and to at least `min_side` per side, but never beyond the image; moved to lie inside it.
-
-    Pass the feathered mask, so the whole blend zone is inside the region.
-    """
-    if padding < 0 or min_side < 0 or not (math.isfinite(aspect) and aspect > 0):
-        raise ValueError(f"bad crop parameters: padding={padding}, aspect={aspect}, min_side={min_side}")
-    box = bounding_box(mask)
-    if box is None:
-        raise BadMaskError(_EMPTY)
-    image_width, image_height = mask.size
-    left, top, right, bottom = box[0] - padding, box[1] - padding, box[2] + padding, box[3] + padding
-    width, height = right - left, bottom - top
-    if width / height < aspect:
-        width = math.ceil(height * aspect - 1e-9)
-    else:
-        height = math.ceil(width / aspect - 1e-9)
-    if min(width, height) < min_side:
-        scale = max(min_side / width, min_side / height)
-        width, height = math.ceil(width * scale - 1e-9), math.ceil(height * scale - 1e-9)
-    width, height = min(width, image_width), min(height, image_height)
-    x = min(max(round((left + right - width) / 2), 0), image_width - width)
-    y = min(max(round((top + bottom - height) / 2), 0), image_height - height)
-    return x, y, x + width, y + height
-
-
-def paste_back(
-    original: Image.Image, generated: Image.Image, feathered_mask: Image.Image, box: tuple[int, int, int, int]
-) -> Image.Image:
-    """`original` with `generated` (the box's new content) blended in through `feathered_mask`.
-
-    out = original * (1 - m) + generated * m, only inside `box`; wherever m == 0 the output is byte-identical to
-    `original`, alpha included. For RGBA, painted pixels become at least as opaque as the mask there.
-    """
-    result = original.copy()
-    result.paste(blend_region(original, generated, feathered_mask, box), box[:2])
-    return result
-
-
-def blend_region(
-    original: Image.Image, generated: Image.Image, feathered_mask: Image.Image, box: tuple[int, int, int, int]
-) -> Image.Image:
-    """The box's part of `paste_back`'s output (same mode as `original`): cost follows the box, not the image."""
-    if original.mode not in ("RGB", "RGBA"):
-        raise ValueError(f"paste_back expects an RGB or RGBA original, got {original.mode}")
-    if feathered_mask.size != original.size:
-        raise ValueError(f"mask size {feathered_mask.size} differs from image size {original.size}")
-    left, top, right, bottom = box
-    if not (0 <= left < right <= original.width and 0 <= top < bottom <= original.height):
-        raise ValueError(f"box {box} is not inside the {original.size} image")
-    if generated.size != (right - left, bottom - top):
-        raise ValueError(f"generated size {generated.size} differs from the box {box}")
-    before = np.asarray(original.crop(box))
-    new = np.asarray(generated.convert("RGB")).astype(np.uint16)
-    weight = np.asarray(_as_l(feathered_mask).crop(box)).astype(np.uint16)[:, :, None]
-    # Integer blend, rounded: where weight is 0 this is (255 * before + 127) // 255 == before, exactly.
-    colour = ((before[:, :, :3] * (255 - weight) + new * weight + 127) // 255).astype(np.uint8)
-    if original.mode == "RGBA":
-        alpha = before[:, :, 3]
-        alpha = np.where(weight[:, :, 0] > 0, np.maximum(alpha, weight[:, :, 0]), alpha).astype(np.uint8)
-        colour = np.dstack([colour, alpha])
-    return Image.fromarray(colour)
-
-
-def _as_l(mask: Image.Image) -> Image.Image:
-    return mask if mask.mode == "L" else mask.convert("L")
-
-
-def _around_mask(mask: Image.Image, margin: int) -> tuple[int, int, int, int] | None:
-    """The mask's bounding box grown by `margin` on each side, clamped to the image; None if the mask is empty."""
-    box = mask.getbbox()
-    if box is None:
-        return None
-    left, top, right, bottom = box
-    return (
-        max(0, left - margin),
-        max(0, top - margin),
-        min(mask.width, right + margin),
-        min(mask.height, bottom + margin),
-    )
-
-
-def _with_region(mask: Image.Image, box: tuple[int, int, int, int], region: np.ndarray) -> Image.Image:
-    """A mask of `mask`'s size that is `region` inside `box` and 0 elsewhere (callers' boxes hold all of the mask)."""
-    result = Image.new("L", mask.size, 0)
-    result.paste(Image.fromarray(region), box[:2])
-    return result

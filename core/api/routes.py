@@ -1,0 +1,342 @@
+"""The API application: its routes, submitting to the shared queue and waiting for jobs off the event loop."""
+
+from __future__ import annotations
+
+import base64
+import functools
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+from fastapi import FastAPI, Request
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
+from starlette.routing import BaseRoute, Mount
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+import core
+from core import services
+from core.api.auth import API_KEY_ENV, OPEN_PATHS, BodyLimit, RequireKey, client_session
+from core.api.errors import ApiError, JobOutcome, SyncTimeout, add_error_handlers
+from core.api.schemas import (
+    GenerateBody,
+    GenerateResult,
+    Health,
+    InpaintBody,
+    InpaintResult,
+    JobBody,
+    JobCreated,
+    JobInfo,
+    ModelInfo,
+    error_responses,
+)
+from core.errors import StudioError, UnknownModelError
+from core.jobs import JobNotDoneError, JobQueue, JobState, JobStatus
+from core.prompts import prompt_warnings
+from core.runner import Request as CoreRequest
+from core.runner import Result, Studio
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v1"
+SYNC_TIMEOUT_ENV = "STUDIO_API_SYNC_TIMEOUT_S"
+DEFAULT_SYNC_TIMEOUT_S = 300.0
+
+_WAIT_SLICE_S = 1.0  # a waiting request holds a thread at most this long at a time
+# Threads for waiting on jobs, apart from anyio's default pool (Streamlit serves its static files
+# from that one). Waiters beyond this many wait for a thread without blocking anything.
+_WAITERS = anyio.CapacityLimiter(64)
+
+
+_AUTH_ERRORS = (401, 413, 422)
+_SUBMIT_ERRORS = (*_AUTH_ERRORS, 400, 404, 429, 503)
+
+
+# -- the application -----------------------------------------------------------------------------
+
+
+def api_routes() -> list[BaseRoute]:
+    """What Home.py passes to `st.App(..., routes=...)`. Costs nothing until the first request:
+    Home.py runs this on every page rerun, and only the instance the server mounted ever serves."""
+    return [Mount(API_PREFIX, app=_BuiltOnFirstRequest(create_api))]
+
+
+class _BuiltOnFirstRequest:
+    def __init__(self, build: Callable[[], ASGIApp]):
+        self._build = build
+        self._app: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._app is None:  # no await before this assignment: one event loop builds it once
+            self._app = self._build()
+        await self._app(scope, receive, send)
+
+
+def create_api(*, sync_timeout_s: float | None = None, max_body_bytes: int | None = None) -> FastAPI:
+    """The API as an ASGI app with routes at its root (`api_routes` mounts it under /api/v1).
+
+    Unset arguments come from the environment: `STUDIO_API_SYNC_TIMEOUT_S` (default 300) and
+    `STUDIO_MAX_BODY_MB` (Settings). The key (`STUDIO_API_KEY`) is read on every request.
+    """
+    sync_timeout_s = _sync_timeout_from_env() if sync_timeout_s is None else sync_timeout_s
+    if not sync_timeout_s > 0:
+        raise ValueError("the synchronous timeout must be positive")
+    max_body_bytes = services.settings().max_body_bytes if max_body_bytes is None else max_body_bytes
+
+    api = FastAPI(
+        title="Canvas Studio API",
+        version=core.__version__,
+        description="Text-to-image and inpainting through the studio's shared queue and result cache.",
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url="/redoc",
+    )
+    api.openapi = functools.partial(_openapi_with_bearer, api)
+    api.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    api.add_middleware(RequireKey)  # added last = outermost: no body is read for a client without the key
+    add_error_handlers(api)
+
+    # Every call into the services runs in a thread: the first one builds them (catalogue, store
+    # on disk), and the queue's lock may be held by its worker for a moment.
+    @api.get("/health", response_model=Health, summary="Liveness and load; no key needed")
+    async def health() -> dict[str, Any]:
+        return await anyio.to_thread.run_sync(_health)
+
+    @api.get(
+        "/models", response_model=list[ModelInfo], responses=error_responses(*_AUTH_ERRORS), summary="The catalogue"
+    )
+    async def models() -> list[dict[str, Any]]:
+        return await anyio.to_thread.run_sync(_model_list)
+
+    @api.post(
+        "/generate",
+        response_model=GenerateResult,
+        responses=error_responses(*_SUBMIT_ERRORS, 409, 500, 504),
+        summary="Text to image; waits for the result",
+    )
+    async def generate(body: GenerateBody, request: Request) -> dict[str, Any]:
+        result = await _run_and_wait(body, request, sync_timeout_s)
+        return _result_body(result, "generate")
+
+    @api.post(
+        "/inpaint",
+        response_model=InpaintResult,
+        responses=error_responses(*_SUBMIT_ERRORS, 409, 500, 504),
+        summary="Inpaint an image under a mask; waits for the result",
+    )
+    async def inpaint(body: InpaintBody, request: Request) -> dict[str, Any]:
+        result = await _run_and_wait(body, request, sync_timeout_s)
+        return _result_body(result, "inpaint")
+
+    @api.post(
+        "/jobs",
+        status_code=202,
+        response_model=JobCreated,
+        responses=error_responses(*_SUBMIT_ERRORS),
+        summary="Queue a generate or inpaint job; answers at once",
+    )
+    async def create_job(body: JobBody, request: Request) -> JSONResponse:
+        status = await anyio.to_thread.run_sync(_submit, body, client_session(request))
+        created = {"id": status.id, "status": status.state.value, "position": status.position, "eta_s": _eta(status)}
+        return JSONResponse(created, status_code=202, headers={"Location": f"{_mount_path(request)}/jobs/{status.id}"})
+
+    @api.get(
+        "/jobs/{job_id}",
+        response_model=JobInfo,
+        responses=error_responses(*_AUTH_ERRORS, 404),
+        summary="A job's progress",
+    )
+    async def job_status(job_id: str) -> dict[str, Any]:
+        return _job_body(await _on_job(job_id, JobQueue.status))
+
+    @api.get(
+        "/jobs/{job_id}/result",
+        response_model=GenerateResult | InpaintResult,
+        responses=error_responses(*_AUTH_ERRORS, 400, 404, 409, 500, 503),
+        summary="A finished job's result (409 while it is not done)",
+    )
+    async def job_result(job_id: str) -> dict[str, Any]:
+        try:
+            result = await _on_job(job_id, JobQueue.result)
+        except JobNotDoneError as not_done:
+            raise JobOutcome(not_done.status) from None
+        return _result_body(result, "inpaint" if result.parameters.get("task") == "inpaint" else "generate")
+
+    @api.delete(
+        "/jobs/{job_id}", response_model=JobInfo, responses=error_responses(*_AUTH_ERRORS, 404), summary="Cancel a job"
+    )
+    async def cancel_job(job_id: str, request: Request) -> dict[str, Any]:
+        # As this client: a job other clients or pages also wait for goes on for them.
+        return _job_body(await _on_job(job_id, functools.partial(JobQueue.cancel, session=client_session(request))))
+
+    return api
+
+
+def _sync_timeout_from_env() -> float:
+    raw = os.environ.get(SYNC_TIMEOUT_ENV, "").strip()
+    if not raw:
+        return DEFAULT_SYNC_TIMEOUT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{SYNC_TIMEOUT_ENV} must be a number of seconds, got {raw!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{SYNC_TIMEOUT_ENV} must be a positive number of seconds, got {raw!r}")
+    return value
+
+
+def _openapi_with_bearer(api: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema, plus the bearer key every route but /health takes (checked by RequireKey)."""
+    if api.openapi_schema is None:
+        schema = get_openapi(title=api.title, version=api.version, description=api.description, routes=api.routes)
+        schema.setdefault("components", {})["securitySchemes"] = {
+            "bearer": {"type": "http", "scheme": "bearer", "description": f"only when {API_KEY_ENV} is set"}
+        }
+        for path, operations in schema["paths"].items():
+            if path not in OPEN_PATHS:
+                for operation in operations.values():
+                    operation["security"] = [{"bearer": []}, {}]  # {}: servers without a key
+        api.openapi_schema = schema
+    return api.openapi_schema
+
+
+# -- submitting and waiting ------------------------------------------------------------------------
+
+
+def _submit(body: GenerateBody | InpaintBody, client: str) -> JobStatus:
+    """Validate, decode and enqueue (blocking: images are decoded and hashed here)."""
+    studio, queue = services.studio(), services.queue()
+    # 1. Only catalogue ids: never a path or a hub id, and never echo what was sent.
+    if body.model not in {spec.id for spec in studio.catalogue}:
+        raise UnknownModelError("unknown model; GET /api/v1/models lists the model ids")
+    request = body.to_request()
+    # 2. A model this machine lacks is refused now (503) unless its result is already stored.
+    _require_runnable(studio, request)
+    job_id = queue.submit(request, session=client, label=f"API {request.task}")
+    return queue.status(job_id)
+
+
+def _require_runnable(studio: Studio, request: CoreRequest) -> None:
+    spec = studio.catalogue.get(request.model)
+    if spec.availability().ready:
+        return
+    prepared = studio.prepare(request)  # bad input is still a 400, whatever the model
+    if request.seed is not None and studio.cached(prepared) is not None:
+        return
+    spec.require_available()
+
+
+async def _run_and_wait(body: GenerateBody | InpaintBody, request: Request, timeout_s: float) -> Result:
+    status = await anyio.to_thread.run_sync(_submit, body, client_session(request))
+    deadline = time.monotonic() + timeout_s
+    while not status.state.finished:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise SyncTimeout(status.id)
+        wait = functools.partial(JobQueue.wait, timeout=min(_WAIT_SLICE_S, remaining))
+        status = await _on_job(status.id, wait, limiter=_WAITERS)
+    if status.state is not JobState.DONE:
+        raise JobOutcome(status)
+    return await _on_job(status.id, JobQueue.result)
+
+
+async def _on_job(
+    job_id: str, action: Callable[[JobQueue, str], Any], limiter: anyio.CapacityLimiter | None = None
+) -> Any:
+    """`action(queue, job_id)` in a worker thread; an unknown (or long dropped) id answers 404."""
+
+    def run() -> Any:
+        try:
+            return action(services.queue(), job_id)
+        except KeyError:
+            raise ApiError(
+                404, "unknown_job", "unknown job; finished jobs are kept for a while, then dropped"
+            ) from None
+
+    return await anyio.to_thread.run_sync(run, limiter=limiter)
+
+
+# -- bodies ------------------------------------------------------------------------------------------
+
+
+def _result_body(result: Result, task: str) -> dict[str, Any]:
+    encoded = [base64.b64encode(png).decode("ascii") for png in result.pngs]
+    parameters = result.parameters
+    clip_encoded = str(parameters.get("engine", "")).startswith("diffusers-")
+    warnings = (
+        prompt_warnings(parameters.get("prompt", ""), parameters.get("negative_prompt", "")) if clip_encoded else ()
+    )
+    summary = {
+        "seed": result.seed,
+        "cached": result.cached,
+        "parameters": parameters,
+        "app_version": core.__version__,
+        "warnings": list(warnings),
+    }
+    return {**summary, "image": encoded[0]} if task == "inpaint" else {**summary, "images": encoded}
+
+
+def _eta(status: JobStatus) -> float | None:
+    return None if status.eta_s is None else round(status.eta_s, 1)
+
+
+def _job_body(status: JobStatus) -> dict[str, Any]:
+    return {
+        "id": status.id,
+        "status": status.state.value,
+        "position": status.position,
+        "step": status.step,
+        "total": status.total,
+        "eta_s": _eta(status),
+        "elapsed_s": round(status.elapsed_s, 2),
+        "error": status.error,
+        "error_code": status.error_code,
+        "cached": status.cached,
+        "cancel_requested": status.cancel_requested,
+    }
+
+
+def _health() -> dict[str, Any]:
+    return {
+        "status": "ok",
+        "version": core.__version__,
+        "device": _device(),
+        "queue_length": services.queue().queue_length(),
+        "pid": os.getpid(),
+    }
+
+
+def _model_list() -> list[dict[str, Any]]:
+    listed = []
+    for spec in services.studio().catalogue:
+        availability = spec.availability()
+        listed.append(
+            {
+                "id": spec.id,
+                "name": spec.name,
+                "tasks": list(spec.tasks),
+                "engine": spec.engine,
+                "available": availability.ready,
+                "detail": availability.detail,
+            }
+        )
+    return listed
+
+
+@functools.cache
+def _device() -> str:
+    """The device inference runs on. torch is imported here, on the first call, never at import."""
+    from core.devices import active_device
+
+    try:
+        return active_device(services.settings().device)
+    except StudioError as error:  # a bad STUDIO_DEVICE: health still answers, and says so
+        return f"misconfigured: {error.message}"
+
+
+def _mount_path(request: Request) -> str:
+    return request.scope.get("root_path", "").rstrip("/")

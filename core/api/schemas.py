@@ -1,0 +1,164 @@
+"""The API's request and response bodies: field names are the core requests' names."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from core import images, masks, services
+from core.errors import BadImageError, BadMaskError, StudioError
+from core.jobs import JobState
+from core.requests import GenerateRequest, InpaintRequest
+
+# -- request bodies: field names are the core requests' names ------------------------------------
+
+
+def _core_default(request_type: type, name: str) -> Any:
+    return request_type.__dataclass_fields__[name].default
+
+
+class _SamplingBody(BaseModel):
+    # strict: "5" is not a number and 2.5 is not a step count; unknown fields are typos, refused
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    model: str = Field(description="A model id from GET /models (never a path or a hub id).")
+    prompt: str = ""
+    negative_prompt: str = ""
+    num_inference_steps: int | None = Field(None, description="null: the model's default")
+    guidance_scale: float | None = Field(None, description="null: the model's default")
+    seed: int | None = Field(None, description="0..4294967295; null: a random seed, reported in the result")
+    scheduler: str | None = Field(None, description="null: the model's default")
+
+
+class GenerateBody(_SamplingBody):
+    width: int | None = Field(None, description="null: the model's working resolution")
+    height: int | None = Field(None, description="null: the model's working resolution")
+    num_images: int = _core_default(GenerateRequest, "num_images")
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"model": "sd-turbo", "prompt": "a red fox in the snow", "seed": 42}]}
+    )
+
+    def to_request(self) -> GenerateRequest:
+        return GenerateRequest(**self.model_dump(exclude={"task"}))
+
+
+class InpaintBody(_SamplingBody):
+    image: str = Field(description="The image, base64 PNG/JPEG/WebP (a data: URL prefix is accepted).")
+    mask: str = Field(
+        description="The mask, base64 PNG/WebP, the image's size or aspect: white (or opaque) = repaint, black = keep."
+    )
+    strength: float = _core_default(InpaintRequest, "strength")
+    mask_blur: int = _core_default(InpaintRequest, "mask_blur")
+    mask_grow: int = _core_default(InpaintRequest, "mask_grow")
+    invert_mask: bool = _core_default(InpaintRequest, "invert_mask")
+    padding: int = _core_default(InpaintRequest, "padding")
+    whole_image: bool = _core_default(InpaintRequest, "whole_image")
+
+    def to_request(self) -> InpaintRequest:
+        """Decodes the pixels: call it in a worker thread."""
+        limits = services.studio().image_limits
+        image = images.load_image(_base64_bytes(self.image, "image", BadImageError), limits)
+        mask = masks.mask_from_image(_base64_bytes(self.mask, "mask", BadMaskError), image.size, limits)
+        return InpaintRequest(**self.model_dump(exclude={"task", "image", "mask"}), image=image, mask=mask)
+
+
+class GenerateJobBody(GenerateBody):
+    task: Literal["generate"]
+
+
+class InpaintJobBody(InpaintBody):
+    task: Literal["inpaint"]
+
+
+JobBody = Annotated[GenerateJobBody | InpaintJobBody, Field(discriminator="task")]
+
+_BASE64_SPACE = re.compile(rb"\s+")
+_DATA_URL = re.compile(rb"^data:[\w.+/-]*(;[\w=.-]+)*;base64,")
+
+
+def _base64_bytes(text: str, name: str, error: type[StudioError]) -> bytes:
+    raw = _DATA_URL.sub(b"", _BASE64_SPACE.sub(b"", text.encode("utf-8", "replace")), count=1)
+    try:
+        data = base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError):
+        raise error(f"{name} is not valid base64; send the file's bytes base64-encoded") from None
+    if not data:
+        raise error(f"{name} is empty; send a PNG, JPEG or WebP file base64-encoded")
+    return data
+
+
+# -- response bodies (for the schema; handlers return plain dicts) ---------------------------------
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    job_id: str | None = Field(None, description="With 504: the job goes on; poll GET /jobs/{job_id}.")
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    version: str
+    device: str
+    queue_length: int
+    pid: int
+
+
+class ModelInfo(BaseModel):
+    id: str
+    name: str
+    tasks: list[str]
+    engine: str
+    available: bool
+    detail: str = Field(description="Why it cannot run now and how to get it, or where it runs from.")
+
+
+class _ResultBody(BaseModel):
+    seed: int
+    cached: bool
+    parameters: dict[str, Any] = Field(description="Every parameter, as stored in the PNGs.")
+    app_version: str
+    warnings: list[str] = Field(default=[], description="For people, e.g. a prompt the text encoder cuts short.")
+
+
+class GenerateResult(_ResultBody):
+    images: list[str] = Field(description="base64 PNGs carrying their parameters")
+
+
+class InpaintResult(_ResultBody):
+    image: str = Field(description="base64 PNG carrying its parameters")
+
+
+class JobCreated(BaseModel):
+    id: str
+    status: JobState
+    position: int
+    eta_s: float | None
+
+
+class JobInfo(BaseModel):
+    id: str
+    status: JobState
+    position: int = Field(description="1 = next to run; 0 when running or finished")
+    step: int
+    total: int
+    eta_s: float | None = Field(description="seconds until done, the wait included; null: no estimate yet")
+    elapsed_s: float
+    error: str | None
+    error_code: str | None
+    cached: bool
+    cancel_requested: bool
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for these error statuses."""
+    return {status: {"model": ErrorBody} for status in statuses}
