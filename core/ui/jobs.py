@@ -166,19 +166,31 @@ def group_table(views: Sequence[ItemView]) -> None:
     )
 
 
-def group_panel(*, key: str, poll: Callable[[], Sequence[ItemView]], cancel: Callable[[], None]) -> bool:
+def group_panel(
+    *,
+    key: str,
+    poll: Callable[[], Sequence[ItemView]],
+    cancel: Callable[[], None],
+    live: Callable[[Sequence[ItemView]], None] | None = None,
+) -> bool:
     """Show a group of jobs until all have finished; True once they have (the page then shows
     the results). `poll()` returns every item's view and may submit more jobs (the batch page
-    feeds the queue from it); `cancel()` stops what has not finished."""
+    feeds the queue from it); `cancel()` stops what has not finished; `live(views)`, if given,
+    draws what has arrived so far under the progress (results appear as they finish)."""
     views = poll()
     if all(view.finished for view in views):
         return True
-    _live_group(key, poll, cancel)
+    _live_group(key, poll, cancel, live)
     return False
 
 
 @st.fragment(run_every=POLL_SECONDS)
-def _live_group(key: str, poll: Callable[[], Sequence[ItemView]], cancel: Callable[[], None]) -> None:
+def _live_group(
+    key: str,
+    poll: Callable[[], Sequence[ItemView]],
+    cancel: Callable[[], None],
+    live: Callable[[Sequence[ItemView]], None] | None = None,
+) -> None:
     queue, session = state.queue(), state.session_id()
     views = poll()
     for view in views:
@@ -201,6 +213,8 @@ def _live_group(key: str, poll: Callable[[], Sequence[ItemView]], cancel: Callab
             help="Stops what has not finished; finished results stay downloadable.",
         )
         group_table(views)
+    if live is not None:
+        live(views)
 
 
 __all__ = [
