@@ -11,10 +11,10 @@ from collections.abc import Sequence
 
 import streamlit as st
 
-from core import state
 from core.batch import ItemView, RequestRun
 from core.prompt_batch import MAX_SEEDS, batch_zip, expand, read_prompts
 from core.requests import GenerateRequest, random_seed
+from core.ui import state
 from core.ui.downloads import zip_download
 from core.ui.errors import shown_errors
 from core.ui.jobs import group_panel, group_table
