@@ -18,6 +18,7 @@ import zlib
 import numpy as np
 from PIL import Image, ImageOps
 
+from core.admission import DECODE_BYTES_PER_PIXEL, DECODES
 from core.errors import BadImageError
 from core.provenance import PNG_SIGNATURE
 from core.settings import ImageLimits
@@ -74,21 +75,23 @@ def load_image(source: bytes | str | os.PathLike, limits: ImageLimits = ImageLim
     # 3. The declared size against our limits, before decoding. EXIF orientation only swaps the sides, and every
     #    rule below is symmetric in them, so checking before the rotation is the same as checking after it.
     _check_size(image.size, limits)
-    # 4. Decode fully now, so truncated or corrupt files fail here rather than later in a model.
-    try:
-        if image.format == "PNG":
-            _verify_png(data)
-        if getattr(image, "n_frames", 1) > 1:
-            image.seek(0)  # animated: always the first frame
-        image.load()
-        _make_upright(image)
-    except _DECODE_ERRORS as error:
-        image.close()
-        raise BadImageError(_decode_message(error)) from None
-    # The image holds no file handle (the bytes were read above), only a reference to them while it lives: cheaper
-    # than copying a large decoded image into a detached one.
-    _check_size(image.size, limits)
-    return normalize_mode(image)
+    # 4. Decode fully now, so truncated or corrupt files fail here rather than later in a model; with other
+    #    decodes, within the host's memory (core/admission.py).
+    with DECODES.hold(image.width * image.height * DECODE_BYTES_PER_PIXEL):
+        try:
+            if image.format == "PNG":
+                _verify_png(data)
+            if getattr(image, "n_frames", 1) > 1:
+                image.seek(0)  # animated: always the first frame
+            image.load()
+            _make_upright(image)
+        except _DECODE_ERRORS as error:
+            image.close()
+            raise BadImageError(_decode_message(error)) from None
+        # The image holds no file handle (the bytes were read above), only a reference to them while it lives:
+        # cheaper than copying a large decoded image into a detached one.
+        _check_size(image.size, limits)
+        return normalize_mode(image)
 
 
 def normalize_mode(image: Image.Image) -> Image.Image:
