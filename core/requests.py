@@ -123,7 +123,9 @@ class GenerateRequest(_Sampling):
                 continue
             _check_int(name, value, MIN_SIDE, spec.max_side)
             if value % spec.size_multiple:
-                raise BadParameterError(f"{name} must be a multiple of {spec.size_multiple} for {spec.name}, got {value}")
+                raise BadParameterError(
+                    f"{name} must be a multiple of {spec.size_multiple} for {spec.name}, got {value}"
+                )
         _check_int("num_images", self.num_images, 1, spec.max_images)
 
     def parameters(self) -> dict[str, Any]:
@@ -146,7 +148,9 @@ class InpaintRequest(_Sampling):
     task = "inpaint"
 
     def with_defaults(self, spec: ModelSpec) -> InpaintRequest:
-        return dataclasses.replace(super().with_defaults(spec), strength=float(self.strength))  # 1 and 1.0: one cache key
+        return dataclasses.replace(
+            super().with_defaults(spec), strength=float(self.strength)
+        )  # 1 and 1.0: one cache key
 
     def validate(self, spec: ModelSpec) -> None:
         if not spec.supports("inpaint"):
@@ -164,12 +168,84 @@ class InpaintRequest(_Sampling):
         if not isinstance(self.mask, Image.Image) or self.mask.mode != "L":
             raise BadParameterError("mask must be a loaded greyscale mask")
         if self.mask.size != self.image.size:
-            raise BadParameterError(f"mask is {self.mask.size[0]}x{self.mask.size[1]} but the image is {self.image.size[0]}x{self.image.size[1]}")
+            raise BadParameterError(
+                f"mask is {self.mask.size[0]}x{self.mask.size[1]} but the image is {self.image.size[0]}x{self.image.size[1]}"
+            )
         steps = self.num_inference_steps
         if steps is not None and spec.engine == "diffusers" and steps * self.strength < 1:
-            raise BadParameterError(f"num_inference_steps x strength must be at least 1, got {steps} x {self.strength:g}")
+            raise BadParameterError(
+                f"num_inference_steps x strength must be at least 1, got {steps} x {self.strength:g}"
+            )
 
     def parameters(self) -> dict[str, Any]:
         """Every field but the pixels (those are keyed by digest), JSON-ready."""
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("image", "mask")}
+        return {"task": self.task, **values}
+
+
+@dataclass(frozen=True)
+class OutpaintRequest(_Sampling):
+    """Extend `image` (RGB or RGBA) by `left`/`top`/`right`/`bottom` pixels, or to `aspect` ("16:9")
+    with the photo at `anchor` (see core.outpaint.ANCHORS). `with_defaults` turns an aspect into
+    pixels, so both spellings of one frame share a cache key; `strength` below 1 keeps the pre-fill's
+    colours as the diffusion's start."""
+
+    image: Image.Image | None = field(default=None, compare=False, repr=False)
+    left: int = 0
+    top: int = 0
+    right: int = 0
+    bottom: int = 0
+    aspect: str | None = None
+    anchor: str = "center"
+    strength: float = 0.9
+
+    task = "outpaint"
+
+    def sides(self):
+        from core.outpaint import Sides
+
+        return Sides(left=self.left, top=self.top, right=self.right, bottom=self.bottom)
+
+    def with_defaults(self, spec: ModelSpec) -> OutpaintRequest:
+        filled = super().with_defaults(spec)
+        if self.aspect is not None:
+            from core.outpaint import sides_for_aspect
+
+            sides = sides_for_aspect(self.image.size, self.aspect, self.anchor)
+            filled = dataclasses.replace(
+                filled,
+                left=sides.left,
+                top=sides.top,
+                right=sides.right,
+                bottom=sides.bottom,
+                aspect=None,
+                anchor="center",
+            )
+        return dataclasses.replace(filled, strength=float(self.strength))
+
+    def validate(self, spec: ModelSpec) -> None:
+        from core.outpaint import ANCHORS, parse_aspect
+
+        if not spec.supports("inpaint"):
+            raise BadParameterError(f"{spec.name} cannot edit images; pick an inpainting model")
+        self._validate_sampling(spec)
+        _check_float("strength", self.strength, 0.0, 1.0, low_open=True)
+        if not isinstance(self.image, Image.Image) or self.image.mode not in ("RGB", "RGBA"):
+            raise BadParameterError("image must be a loaded RGB or RGBA image")
+        if self.anchor not in ANCHORS:
+            raise BadParameterError(f"anchor must be one of {', '.join(ANCHORS)}; got {self.anchor!r}")
+        if self.aspect is not None:
+            if any((self.left, self.top, self.right, self.bottom)):
+                raise BadParameterError("give either pixels per side or a target aspect, not both")
+            parse_aspect(self.aspect)
+        else:
+            self.sides().check()
+        steps = self.num_inference_steps
+        if steps is not None and spec.engine == "diffusers" and steps * self.strength < 1:
+            raise BadParameterError(
+                f"num_inference_steps x strength must be at least 1, got {steps} x {self.strength:g}"
+            )
+
+    def parameters(self) -> dict[str, Any]:
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "image"}
         return {"task": self.task, **values}

@@ -8,6 +8,7 @@ once for every engine.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 import time
@@ -18,23 +19,23 @@ from typing import Any
 
 from PIL import Image
 
-from core import masks, region
+from core import masks, outpaint, region
 from core.catalogue import Catalogue, ModelSpec
 from core.engines import engine_version
 from core.engines.base import Generated, Reporter, silent_reporter
-from core.errors import EngineError, OutOfMemoryError, StudioError
+from core.errors import BadParameterError, EngineError, OutOfMemoryError, StudioError
 from core.images import to_model_rgb
 from core.keys import image_digest, request_key
 from core.pool import ModelPool
 from core.prompts import prompt_warnings
 from core.provenance import encode_png
-from core.requests import GenerateRequest, InpaintRequest
+from core.requests import MAX_SEED, GenerateRequest, InpaintRequest, OutpaintRequest
 from core.settings import ImageLimits, Settings
 from core.store import ResultStore, StoredResult
 
 log = logging.getLogger(__name__)
 
-Request = GenerateRequest | InpaintRequest
+Request = GenerateRequest | InpaintRequest | OutpaintRequest
 Box = tuple[int, int, int, int]
 
 
@@ -123,12 +124,19 @@ class Studio:
             side = spec.working_resolution
             work_pixels = side * side if side and not request.whole_image else width * height
             total_steps = max(1, int(request.num_inference_steps * request.strength))
+        elif isinstance(request, OutpaintRequest):
+            image_digests = {"image": image_digest(request.image)}
+            _check_extended_size(request.sides().new_size(request.image.size), self.image_limits)
+            side = outpaint_resolution(spec)
+            tiles = outpaint.tile_count(request.image.size, request.sides(), side)
+            work_pixels = side * side
+            total_steps = tiles * max(1, int(request.num_inference_steps * request.strength))
         else:
             image_digests = {}
             work_pixels = request.width * request.height * request.num_images
             total_steps = request.num_inference_steps
         if spec.engine in ("opencv", "lama"):
-            total_steps = 1
+            total_steps = tiles if isinstance(request, OutpaintRequest) else 1
         elif spec.engine == "hosted":
             total_steps = request.num_images if isinstance(request, GenerateRequest) else 1
         version = engine_version(spec)
@@ -140,7 +148,7 @@ class Studio:
             "model_name": spec.name,
             "model_source": spec.source,
             "engine": version,
-            **({"image_digest": image_digests["image"], "mask_digest": image_digests["mask"]} if image_digests else {}),
+            **{f"{name}_digest": digest for name, digest in image_digests.items()},
         }
         warnings = prompt_warnings(request.prompt, request.negative_prompt) if spec.engine == "diffusers" else ()
         return Prepared(request, spec, key, parameters, total_steps, work_pixels, warnings)
@@ -163,6 +171,8 @@ class Studio:
             patch = None
             if isinstance(prepared.request, InpaintRequest):
                 patch, filtered = _inpaint(engine, prepared, report)
+            elif isinstance(prepared.request, OutpaintRequest):
+                images, filtered = self._outpaint(engine, prepared, report)
             else:
                 generated = engine.text_to_image(prepared.request, report)
                 images, filtered = tuple(generated.images), _flags(generated)
@@ -191,11 +201,78 @@ class Studio:
         elapsed = time.perf_counter() - started
         return Result(parameters, prepared.key, False, tuple(filtered), elapsed, load_images, encoded)
 
+    def _outpaint(self, engine, prepared: Prepared, report: Reporter) -> tuple[tuple[Image.Image], tuple[bool, ...]]:
+        """The extended image (core.outpaint does the geometry and the tiles), and its safety flag."""
+        request: OutpaintRequest = prepared.request
+        spec = prepared.spec
+        tiled = _TileReporter(report, prepared.total_steps)
+        flags: list[bool] = []
+
+        def paint(image: Image.Image, mask: Image.Image, index: int) -> Image.Image:
+            tile_request = dataclasses.replace(request, seed=(request.seed + index) % (MAX_SEED + 1))
+            generated = engine.inpaint(image, mask, tile_request, tiled.for_tile(index))
+            flags.extend(_flags(generated))
+            return generated.images[0]
+
+        image = outpaint.fill(
+            request.image,
+            request.sides(),
+            working_resolution=outpaint_resolution(spec),
+            size_multiple=spec.size_multiple,
+            paint=paint,
+            prefill=self._prefill(request) if spec.generative else None,
+            seed=request.seed,
+        )
+        return (image,), (any(flags),)
+
+    def _prefill(self, request: OutpaintRequest) -> outpaint.Remover:
+        """LaMa when it is downloaded and can stay resident beside the diffusion model, else OpenCV."""
+        lama = next((spec for spec in self.catalogue.for_task("inpaint") if spec.engine == "lama"), None)
+        if lama is None or self.pool.max_resident < 2 or not lama.availability().ready:
+            return outpaint.opencv_prefill
+        try:
+            remover = self.pool.get(lama)
+        except StudioError:
+            log.warning("LaMa could not be loaded for the pre-fill; using OpenCV", exc_info=True)
+            return outpaint.opencv_prefill
+        return lambda image, mask: remover.inpaint(image, mask, request, silent_reporter).images[0]
+
     def generate(self, request: GenerateRequest, report: Reporter = silent_reporter, **options) -> Result:
         return self.run(self.prepare(request, **options), report)
 
     def inpaint(self, request: InpaintRequest, report: Reporter = silent_reporter, **options) -> Result:
         return self.run(self.prepare(request, **options), report)
+
+
+def outpaint_resolution(spec: ModelSpec) -> int:
+    """The side an outpaint tile is worked at: the model's, or (native-size removers) a size at which
+    OpenCV's fill stays quick; the band is smooth fill either way."""
+    return spec.working_resolution or outpaint.NATIVE_ENGINE_RESOLUTION
+
+
+def _check_extended_size(size: tuple[int, int], limits: ImageLimits) -> None:
+    width, height = size
+    if max(width, height) > limits.max_side or width * height > limits.max_pixels:
+        raise BadParameterError(
+            f"the extended image would be {width}x{height}; the limit is {limits.max_side} px a side "
+            f"and {limits.max_pixels / 1e6:g} MP: extend by less"
+        )
+    if max(width, height) / min(width, height) > limits.max_aspect:
+        raise BadParameterError(f"the extended image would be {width}x{height}, longer than {limits.max_aspect:g}:1")
+
+
+class _TileReporter:
+    """Progress over all tiles: tile i's step s of t is step i*t + s of the whole run."""
+
+    def __init__(self, report: Reporter, total: int):
+        self._report, self._total, self._per_tile = report, total, None
+
+    def for_tile(self, index: int) -> Reporter:
+        def report(step: int, total: int, preview=None) -> None:
+            self._per_tile = self._per_tile or total
+            self._report(min(self._total, index * self._per_tile + step), self._total, preview)
+
+        return report
 
 
 def _flags(generated: Generated) -> tuple[bool, ...]:

@@ -1,0 +1,312 @@
+"""Extending the canvas (outpainting): the new frame's geometry, and filling it tile by tile.
+
+The photo is placed in a larger frame; everything outside it is the mask, and the photo's own
+pixels are copied back untouched at the end (byte-identical). The new band is filled along each
+grown side in crops ("strips") that hold the band plus as much of the photo beside it as context:
+
+1. The whole new area starts as the nearest edge pixel plus a little noise (cheap and never blank).
+2. For each side (left and right over the photo's rows, then top and bottom across the full new
+   width, so corners see what the sides became), the strip is cut into the fewest overlapping tiles
+   whose aspect is at most `MAX_TILE_ASPECT` and which shrink by at most `MAX_DOWNSCALE` to reach the
+   model's working resolution; tiles go from the photo outwards.
+3. Each tile is fitted to the working resolution (as any edit is). A generative model's tile is
+   first pre-filled by a remover (LaMa or OpenCV, at that small size) so the diffusion starts from
+   plausible colours, then repainted from the prompt; a remover's own answer is the result.
+4. The tile's answer is blended in: fully over new pixels not filled yet, over a ramp of `SEAM`
+   pixels into what an earlier tile made (the seam blend), never over the photo.
+
+So the model runs a handful of times at its working resolution whatever the photo's size: a long
+edge gets one tall strip, scaled down, rather than a row of full-resolution tiles (the cost of a
+model call does not grow with the photo; resizing and compositing grow with the band only).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from core.errors import BadParameterError
+from core.images import to_model_rgb
+from core.region import plan_fit
+
+Box = tuple[int, int, int, int]
+Remover = Callable[[Image.Image, Image.Image], Image.Image]  # (RGB, "L" mask) -> RGB of the same size
+Paint = Callable[[Image.Image, Image.Image, int], Image.Image]  # (RGB, "L" mask, tile index) -> RGB
+
+# Where the photo sits in the new frame, as fractions of the added width and height on its left/top.
+ANCHORS: dict[str, tuple[float, float]] = {
+    "center": (0.5, 0.5),
+    "left": (0.0, 0.5),
+    "right": (1.0, 0.5),
+    "top": (0.5, 0.0),
+    "bottom": (0.5, 1.0),
+    "top-left": (0.0, 0.0),
+    "top-right": (1.0, 0.0),
+    "bottom-left": (0.0, 1.0),
+    "bottom-right": (1.0, 1.0),
+}
+MAX_ASPECT_TERM = 100  # "16:9" terms; "1000:1" is not an aspect anyone means
+MAX_TILE_ASPECT = 3.0  # diffusion models degrade on very long, thin crops
+MAX_DOWNSCALE = 4.0  # a tile shrinks by at most this (per side) to reach the working resolution
+SEAM = 48  # pixels (at the photo's scale) over which a tile fades into its predecessor's pixels
+NOISE = 6.0
+NATIVE_ENGINE_RESOLUTION = 384  # tiles for removers that work at any size (OpenCV)
+PREFILL_SIDE = 160  # the OpenCV pre-fill's longest side  # the edge-extended start's noise (grey levels): gives a diffusion model texture to work on
+
+
+@dataclass(frozen=True)
+class Sides:
+    """How many pixels to add on each side."""
+
+    left: int = 0
+    top: int = 0
+    right: int = 0
+    bottom: int = 0
+
+    def check(self) -> None:
+        for name in ("left", "top", "right", "bottom"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise BadParameterError(f"{name} must be a whole number of pixels, 0 or more, got {value!r}")
+        if not any((self.left, self.top, self.right, self.bottom)):
+            raise BadParameterError("nothing to extend: give pixels for at least one side, or a target aspect")
+
+    def new_size(self, size: tuple[int, int]) -> tuple[int, int]:
+        return size[0] + self.left + self.right, size[1] + self.top + self.bottom
+
+    def photo_box(self, size: tuple[int, int]) -> Box:
+        """Where the photo sits in the new frame."""
+        return self.left, self.top, self.left + size[0], self.top + size[1]
+
+
+def parse_aspect(text: str) -> tuple[int, int]:
+    """'16:9' -> (16, 9)."""
+    parts = str(text).replace("/", ":").split(":") if isinstance(text, str) else []
+    try:
+        width, height = (int(part.strip()) for part in parts)
+    except ValueError:
+        raise BadParameterError(f"aspect must look like 16:9, got {text!r}") from None
+    if not (1 <= width <= MAX_ASPECT_TERM and 1 <= height <= MAX_ASPECT_TERM):
+        raise BadParameterError(f"aspect terms must be whole numbers from 1 to {MAX_ASPECT_TERM}, got {text!r}")
+    return width, height
+
+
+def sides_for_aspect(size: tuple[int, int], aspect: str, anchor: str = "center") -> Sides:
+    """The pixels to add so the frame has `aspect`, only growing (never cropping), the photo at `anchor`."""
+    if anchor not in ANCHORS:
+        raise BadParameterError(f"anchor must be one of {', '.join(ANCHORS)}; got {anchor!r}")
+    aspect_w, aspect_h = parse_aspect(aspect)
+    width, height = size
+    # Grow the side that is too short; the other one stays.
+    if width * aspect_h < height * aspect_w:
+        extra_w, extra_h = round(height * aspect_w / aspect_h) - width, 0
+    else:
+        extra_w, extra_h = 0, round(width * aspect_h / aspect_w) - height
+    if extra_w <= 0 and extra_h <= 0:
+        raise BadParameterError(f"the photo is already {aspect_w}:{aspect_h}; nothing to extend")
+    fx, fy = ANCHORS[anchor]
+    left, top = round(extra_w * fx), round(extra_h * fy)
+    return Sides(left=left, top=top, right=extra_w - left, bottom=extra_h - top)
+
+
+# -- the new frame -----------------------------------------------------------------------------
+
+
+def extended(image: Image.Image, sides: Sides, seed: int = 0) -> tuple[Image.Image, Image.Image]:
+    """(frame, mask): the photo in its new frame with the new area edge-extended plus noise (step 1),
+    and the "L" mask, 255 over the new area. Work outside the copy of the photo follows the band."""
+    pixels = np.asarray(image)
+    width, height = image.size
+    new_width, new_height = sides.new_size(image.size)
+    left, top, right, bottom = sides.photo_box(image.size)
+    frame = np.empty((new_height, new_width, *pixels.shape[2:]), np.uint8)
+    frame[top:bottom, left:right] = pixels
+    frame[top:bottom, :left] = pixels[:, :1]
+    frame[top:bottom, right:] = pixels[:, -1:]
+    frame[:top] = frame[top : top + 1]
+    frame[bottom:] = frame[bottom - 1 : bottom]
+    mask = np.full((new_height, new_width), 255, np.uint8)
+    mask[top:bottom, left:right] = 0
+    rng = np.random.default_rng(seed)
+    bands = [(slice(0, top), slice(None)), (slice(bottom, None), slice(None))]
+    bands += [(slice(top, bottom), slice(0, left)), (slice(top, bottom), slice(right, None))]
+    for rows, columns in bands:
+        band = frame[rows, columns]
+        if band.size:
+            noise = rng.normal(0.0, NOISE, (*band.shape[:2], 3)).astype(np.float32)
+            band[..., :3] = np.clip(band[..., :3] + noise, 0, 255).astype(np.uint8)
+            if band.shape[-1] == 4:
+                band[..., 3] = 255  # the new area is opaque
+    return Image.fromarray(frame), Image.fromarray(mask)
+
+
+def strips(size: tuple[int, int], sides: Sides) -> Iterator[tuple[str, Box]]:
+    """(side, box) of each strip to fill, in order: left and right over the photo's rows, then top
+    and bottom across the full new width. Each holds the band and up to as much photo beside it."""
+    width, height = size
+    new_width, new_height = sides.new_size(size)
+    left, top, right, bottom = sides.photo_box(size)
+
+    def context(band: int, extent: int) -> int:
+        return min(extent, max(band, 64))
+
+    if sides.left:
+        yield "left", (0, top, left + context(sides.left, width), bottom)
+    if sides.right:
+        yield "right", (right - context(sides.right, width), top, new_width, bottom)
+    if sides.top:
+        yield "top", (0, 0, new_width, top + context(sides.top, height))
+    if sides.bottom:
+        yield "bottom", (0, bottom - context(sides.bottom, height), new_width, new_height)
+
+
+def tiles(box: Box, side: str, working_resolution: int) -> list[Box]:
+    """The strip cut into overlapping tiles, ordered from the photo outwards (see the module doc)."""
+    left, top, right, bottom = box
+    width, height = right - left, bottom - top
+    if working_resolution <= 0:  # a native-size engine takes the strip whole
+        return [box]
+    largest = (working_resolution * MAX_DOWNSCALE) ** 2
+    across_x = side in ("left", "right")  # the strip grows outwards along x
+    best = None
+    for count_x in range(1, 64):
+        for count_y in range(1, 64):
+            tile_w, tile_h = _tile_length(width, count_x), _tile_length(height, count_y)
+            if max(tile_w / tile_h, tile_h / tile_w) <= MAX_TILE_ASPECT and tile_w * tile_h <= largest:
+                if best is None or count_x * count_y < best[0] * best[1]:
+                    best = (count_x, count_y)
+                break
+    count_x, count_y = best or (1, 1)
+    xs = _spans(left, right, count_x)
+    ys = _spans(top, bottom, count_y)
+    if side == "left":
+        xs = xs[::-1]
+    if side == "top":
+        ys = ys[::-1]
+    if across_x:  # outwards first along x, then along the edge
+        return [(x0, y0, x1, y1) for y0, y1 in ys for x0, x1 in xs]
+    return [(x0, y0, x1, y1) for x0, x1 in xs for y0, y1 in ys]
+
+
+def _overlap(length: int, count: int) -> int:
+    return 0 if count == 1 else max(SEAM * 2, length // (count * 8))
+
+
+def _tile_length(length: int, count: int) -> int:
+    return math.ceil((length + (count - 1) * _overlap(length, count)) / count)
+
+
+def _spans(start: int, end: int, count: int) -> list[tuple[int, int]]:
+    length = end - start
+    size = min(length, _tile_length(length, count))
+    if count == 1:
+        return [(start, end)]
+    step = (length - size) / (count - 1)
+    return [(start + round(i * step), start + round(i * step) + size) for i in range(count)]
+
+
+def tile_count(size: tuple[int, int], sides: Sides, working_resolution: int) -> int:
+    return sum(len(tiles(box, side, working_resolution)) for side, box in strips(size, sides))
+
+
+# -- filling -----------------------------------------------------------------------------------
+
+
+def fill(
+    image: Image.Image,
+    sides: Sides,
+    *,
+    working_resolution: int,
+    size_multiple: int,
+    paint: Paint,
+    prefill: Remover | None,
+    seed: int = 0,
+) -> Image.Image:
+    """The extended image: `image` byte-identical at its place, the new area filled (steps 1-4).
+
+    `paint` runs the model on one fitted tile; `prefill`, when given, first fills the tile's new
+    pixels (for generative models)."""
+    frame, new_area = extended(image, sides, seed)
+    canvas = np.array(frame)
+    is_new = np.asarray(new_area) > 0
+    done = np.zeros_like(is_new)
+    index = 0
+    for side, strip in strips(image.size, sides):
+        for box in tiles(strip, side, working_resolution):
+            x0, y0, x1, y1 = box
+            todo = is_new[y0:y1, x0:x1] & ~done[y0:y1, x0:x1]
+            if not todo.any():
+                continue
+            weight = _blend_weight(todo, is_new[y0:y1, x0:x1])
+            model_mask = Image.fromarray(np.where(weight > 0, 255, 0).astype(np.uint8))
+            region = to_model_rgb(Image.fromarray(canvas[y0:y1, x0:x1]))
+            fit = plan_fit(region.size, working_resolution, size_multiple)
+            fitted, fitted_mask = fit.apply(region), fit.apply(model_mask, is_mask=True)
+            if prefill is not None:
+                fitted = _prefilled(fitted, fitted_mask, prefill)
+            painted = np.asarray(fit.restore(paint(fitted, fitted_mask, index)).convert("RGB"), np.float32)
+            _blend_into(canvas[y0:y1, x0:x1], painted, weight)
+            done[y0:y1, x0:x1] |= todo
+            index += 1
+    result = Image.fromarray(canvas)
+    result.paste(image, sides.photo_box(image.size)[:2])  # the photo exactly as it came
+    return result
+
+
+def _blend_weight(todo: np.ndarray, is_new: np.ndarray) -> np.ndarray:
+    """Per pixel of the tile, how much of the model's answer to take: 1 over new pixels not filled
+    yet, fading over SEAM pixels into earlier tiles' pixels, 0 over the photo."""
+    weight = todo.astype(np.float32)
+    earlier = is_new & ~todo
+    if earlier.any():
+        distance = cv2.distanceTransform((~todo).astype(np.uint8), cv2.DIST_L2, 3)
+        ramp = np.clip(1.0 - distance / SEAM, 0.0, 1.0)
+        weight = np.where(earlier, ramp, weight)
+    return weight
+
+
+def _blend_into(target: np.ndarray, painted: np.ndarray, weight: np.ndarray) -> None:
+    """Blend in place, only over the bounding box of a non-zero weight (the rest stays as it is)."""
+    rows, columns = np.flatnonzero(weight.any(axis=1)), np.flatnonzero(weight.any(axis=0))
+    box = np.s_[rows[0] : rows[-1] + 1, columns[0] : columns[-1] + 1]
+    weight, painted = weight[box][..., None], painted[box]
+    colour = target[box][..., :3].astype(np.float32)
+    blended = np.rint(colour + (painted - colour) * weight)
+    target[box][..., :3] = np.where(weight > 0, blended, colour).astype(np.uint8)
+
+
+def _prefilled(image: Image.Image, mask: Image.Image, prefill: Remover) -> Image.Image:
+    filled = prefill(image, mask)
+    if filled.size != image.size:
+        filled = filled.resize(image.size, Image.Resampling.BICUBIC)
+    return Image.composite(filled.convert("RGB"), image, mask)
+
+
+def opencv_prefill(image: Image.Image, mask: Image.Image) -> Image.Image:
+    """OpenCV Telea over the mask, at a small size and scaled back (a diffusion model only needs the
+    colours to start from; Telea costs ~3 s over a half-masked 512² tile at full size)."""
+    scale = min(1.0, PREFILL_SIDE / max(image.size))
+    small = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    pixels = np.asarray(image.convert("RGB").resize(small, Image.Resampling.BOX))
+    holes = np.asarray(mask.resize(small, Image.Resampling.NEAREST))
+    filled = Image.fromarray(cv2.inpaint(pixels, holes, 3, cv2.INPAINT_TELEA))
+    return filled.resize(image.size, Image.Resampling.BICUBIC)
+
+
+__all__ = [
+    "ANCHORS",
+    "Sides",
+    "extended",
+    "fill",
+    "opencv_prefill",
+    "parse_aspect",
+    "sides_for_aspect",
+    "strips",
+    "tile_count",
+    "tiles",
+]
