@@ -19,8 +19,8 @@ from urllib.parse import urlparse
 from core.errors import BadParameterError, ModelUnavailableError, UnknownModelError
 
 BUILTIN_CATALOGUE = Path(__file__).with_name("models.toml")
-TASKS = ("txt2img", "inpaint")
-ENGINES = ("opencv", "diffusers", "lama", "hosted")
+TASKS = ("txt2img", "inpaint", "segment")
+ENGINES = ("opencv", "diffusers", "lama", "hosted", "sam")
 _ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 HOSTED_HINT = (
     "needs a Hugging Face token: set HF_TOKEN in the environment, or HF_TOKEN = \"hf_...\" in "
@@ -139,7 +139,10 @@ class ModelSpec:
         location = self.hub_location
         if location:
             repo, revision, filename = location
-            if _in_hub_cache(repo, filename or "model_index.json", revision):
+            extra = self.options.get("decoder")  # a second file (SAM's decoder beside its encoder)
+            if _in_hub_cache(repo, filename or "model_index.json", revision) and (
+                not extra or _in_hub_cache(repo, extra, revision)
+            ):
                 return Availability(True, "downloaded")
             return Availability(False, self.download_hint())
         if self.url:

@@ -19,7 +19,9 @@ def download_model(spec: ModelSpec) -> str:
         return "uses local files; nothing to download"
     location = spec.hub_location
     if location is None:
-        raise ModelUnavailableError("only Hub models and huggingface.co file URLs can be downloaded; set 'path' instead")
+        raise ModelUnavailableError(
+            "only Hub models and huggingface.co file URLs can be downloaded; set 'path' instead"
+        )
     if hub_offline():
         raise ModelUnavailableError("HF_HUB_OFFLINE is set; unset it on a machine with internet access to download")
     repo, revision, filename = location
@@ -28,6 +30,8 @@ def download_model(spec: ModelSpec) -> str:
             from huggingface_hub import hf_hub_download, snapshot_download
 
             hf_hub_download(repo, filename, revision=revision)
+            if spec.options.get("decoder"):  # SAM: the prompt decoder beside the image encoder
+                hf_hub_download(repo, spec.options["decoder"], revision=revision)
             config = spec.options.get("config")
             if config and not Path(config).expanduser().exists():  # a single-file checkpoint's pipeline config
                 snapshot_download(config, allow_patterns=["*.json", "*.txt"])

@@ -249,3 +249,48 @@ class OutpaintRequest(_Sampling):
     def parameters(self) -> dict[str, Any]:
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "image"}
         return {"task": self.task, **values}
+
+
+MAX_POINTS = 64
+
+
+@dataclass(frozen=True)
+class SegmentRequest:
+    """Select an object in `image` by clicks and/or a box (photo pixels). `points` are (x, y, include):
+    include True marks the object, False what is not part of it; `box` is (left, top, right, bottom)."""
+
+    model: str
+    image: Image.Image | None = field(default=None, compare=False, repr=False)
+    points: tuple[tuple[float, float, bool], ...] = ()
+    box: tuple[float, float, float, float] | None = None
+
+    task = "segment"
+
+    def validate(self, spec: ModelSpec) -> None:
+        if not spec.supports("segment"):
+            raise BadParameterError(f"{spec.name} cannot select objects; pick a segmentation model")
+        if not isinstance(self.image, Image.Image) or self.image.mode not in ("RGB", "RGBA"):
+            raise BadParameterError("image must be a loaded RGB or RGBA image")
+        width, height = self.image.size
+        if not self.points and self.box is None:
+            raise BadParameterError("click at least one point on the object, or draw a box around it")
+        if len(self.points) > MAX_POINTS:
+            raise BadParameterError(f"at most {MAX_POINTS} points, got {len(self.points)}")
+        for point in self.points:
+            if not (isinstance(point, tuple) and len(point) == 3 and isinstance(point[2], bool)):
+                raise BadParameterError(f"a point is (x, y, include), got {point!r}")
+            x, y, _ = point
+            _check_float("point x", x, 0, width)
+            _check_float("point y", y, 0, height)
+        if self.box is not None:
+            if not (isinstance(self.box, tuple) and len(self.box) == 4):
+                raise BadParameterError(f"box is (left, top, right, bottom), got {self.box!r}")
+            for name, value, limit in zip(
+                ("left", "top", "right", "bottom"), self.box, (width, height) * 2, strict=True
+            ):
+                _check_float(f"box {name}", value, 0, limit)
+            left, top, right, bottom = self.box
+            if not (left < right and top < bottom):
+                raise BadParameterError(f"box needs left < right and top < bottom, got {self.box!r}")
+        elif not any(include for _, _, include in self.points):
+            raise BadParameterError("every point excludes: add a point on the object, or a box")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from PIL import Image
 
 from core import masks, outpaint, region
 from core.catalogue import Catalogue, ModelSpec
-from core.engines import engine_version
+from core.engines import engine_version, load_engine
 from core.engines.base import Generated, Reporter, silent_reporter
 from core.errors import BadParameterError, EngineError, OutOfMemoryError, StudioError
 from core.images import to_model_rgb
@@ -29,7 +30,7 @@ from core.keys import image_digest, request_key
 from core.pool import ModelPool
 from core.prompts import prompt_warnings
 from core.provenance import encode_png
-from core.requests import MAX_SEED, GenerateRequest, InpaintRequest, OutpaintRequest
+from core.requests import MAX_SEED, GenerateRequest, InpaintRequest, OutpaintRequest, SegmentRequest
 from core.settings import ImageLimits, Settings
 from core.store import ResultStore, StoredResult
 
@@ -101,6 +102,8 @@ class Studio:
         self.pool = pool
         self.store = store
         self.image_limits = image_limits  # for callers that load images on this studio's behalf
+        self._segmenters: dict[str, Any] = {}  # apart from the pool: small, and must not evict the edit model
+        self._segmenter_lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> Studio:
@@ -236,6 +239,24 @@ class Studio:
             log.warning("LaMa could not be loaded for the pre-fill; using OpenCV", exc_info=True)
             return outpaint.opencv_prefill
         return lambda image, mask: remover.inpaint(image, mask, request, silent_reporter).images[0]
+
+    def segment(self, request: SegmentRequest, *, image_digest_hint: str | None = None) -> Image.Image:
+        """The "L" mask (255 = selected) for clicks and/or a box. The photo's embedding is kept by its
+        digest, so further clicks on it only run the decoder."""
+        spec = self.catalogue.get(request.model)
+        request.validate(spec)
+        segmenter = self.segmenter(spec)
+        digest = image_digest_hint or image_digest(request.image)
+        return segmenter.segment(request.image, digest, request.points, request.box)
+
+    def segmenter(self, spec: ModelSpec):
+        with self._segmenter_lock:
+            loaded = self._segmenters.get(spec.id)
+            if loaded is None or loaded.spec != spec:
+                spec.require_available()
+                self._segmenters.clear()  # one segmenter at a time
+                loaded = self._segmenters[spec.id] = load_engine(spec)
+            return loaded
 
     def generate(self, request: GenerateRequest, report: Reporter = silent_reporter, **options) -> Result:
         return self.run(self.prepare(request, **options), report)

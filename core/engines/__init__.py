@@ -58,6 +58,18 @@ def _lama_version() -> str:
     return engine_version()
 
 
+def _sam(spec: ModelSpec):
+    from core.engines.sam import SamSegmenter
+
+    return SamSegmenter.load(spec)
+
+
+def _sam_version() -> str:
+    from core.engines.sam import engine_version
+
+    return engine_version()
+
+
 def _hosted(spec: ModelSpec) -> Engine:
     from core.engines.hosted import HostedEngine
 
@@ -71,6 +83,7 @@ ENGINES: dict[str, EngineKind] = {
     ),
     "lama": EngineKind(_lama, _lama_version),
     "hosted": EngineKind(_hosted, lambda: f"hosted-huggingface_hub-{_package_version('huggingface_hub')}-1"),
+    "sam": EngineKind(_sam, _sam_version),  # segmentation (click to select), not an Engine for edits
 }
 
 
