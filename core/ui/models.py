@@ -8,7 +8,7 @@ import streamlit as st
 
 from core.catalogue import Catalogue, ModelSpec
 
-TASK_NAMES = {"txt2img": "text-to-image", "inpaint": "inpainting"}
+TASK_NAMES = {"txt2img": "text-to-image", "inpaint": "inpainting", "segment": "click to select"}
 
 
 def split_by_availability(specs: Sequence[ModelSpec]) -> tuple[list[ModelSpec], list[tuple[ModelSpec, str]]]:
