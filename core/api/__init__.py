@@ -1,18 +1,57 @@
-"""The REST API under /api/v1: the pages' queue, model pool and result cache, over HTTP.
+"""The HTTP APIs: the pages' queue, model pool and result cache, over HTTP, in three dialects.
 
-`streamlit run Home.py` serves it from the same process as the pages (Home.py passes
-`api_routes()` to `st.App`), so a request made here and the same request made on a page share one
-job queue, one model pool and one result store: `core.services` holds them for the process.
+`streamlit run Home.py` serves them from the same process as the pages (Home.py passes
+`api_routes()` to `st.App`), so a request made through any of them and the same request made on a
+page share one job queue, one model pool and one result store: `core.services` holds them.
+
+- `/api/v1`: our own REST API (`routes`, `schemas`).
+- `/sdapi/v1`: AUTOMATIC1111's API, for the tools that speak it (`a1111_routes`, `a1111_shapes`).
+- `/v1/images`: OpenAI's images API, for apps on the `openai` SDK (`openai_routes`, `openai_shapes`).
 
 Handlers never run inference: they validate, enqueue on the shared queue and await the job with
-the blocking wait in a worker thread (a limiter of its own, so waiting clients never take the
-threads Streamlit serves its files with). Every failure leaves as `{"error": {"code", "message"}}`
-with the matching status; details of unexpected failures go to the server log only.
-
-Modules: `schemas` (request and response bodies), `routes` (the app and its handlers), `errors`
-(statuses and error bodies), `auth` (the key, the body cap, who a client is).
+the blocking wait in a worker thread (`runs`). Every failure is one `errors.Failure` (status, code,
+one-line message), rendered in each surface's own error shape; details of unexpected failures go to
+the server log only. `auth` holds the key check (Bearer, or Basic with the key as password), the
+body cap and who a client is.
 """
 
-from core.api.routes import API_PREFIX, api_routes, create_api
+from collections.abc import Callable
 
-__all__ = ["API_PREFIX", "api_routes", "create_api"]
+from starlette.routing import BaseRoute, Mount
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from core.api.a1111_routes import SDAPI_PREFIX, create_sdapi
+from core.api.openai_routes import OPENAI_PREFIX, create_openai_images
+from core.api.routes import API_PREFIX, create_api
+
+
+def api_routes() -> list[BaseRoute]:
+    """What Home.py passes to `st.App(..., routes=...)`. Costs nothing until the first request:
+    Home.py runs this on every page rerun, and only the instances the server mounted ever serve."""
+    return [
+        Mount(API_PREFIX, app=_BuiltOnFirstRequest(create_api)),
+        Mount(SDAPI_PREFIX, app=_BuiltOnFirstRequest(create_sdapi)),
+        Mount(OPENAI_PREFIX, app=_BuiltOnFirstRequest(create_openai_images)),
+    ]
+
+
+class _BuiltOnFirstRequest:
+    def __init__(self, build: Callable[[], ASGIApp]):
+        self._build = build
+        self._app: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._app is None:  # no await before this assignment: one event loop builds it once
+            self._app = self._build()
+        await self._app(scope, receive, send)
+
+
+__all__ = [
+    "API_PREFIX",
+    "OPENAI_PREFIX",
+    "SDAPI_PREFIX",
+    "api_routes",
+    "create_api",
+    "create_openai_images",
+    "create_sdapi",
+]

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
-import json
 import os
+from collections.abc import Callable
 
 from fastapi import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from core.api.errors import Failure, Render, render_error
 
 API_KEY_ENV = "STUDIO_API_KEY"
 OPEN_PATHS = frozenset({"/health"})  # everything else needs the key when one is set
@@ -20,11 +24,23 @@ def client_session(request: Request) -> str:
     return f"api:{request.client.host if request.client else 'unknown'}"
 
 
-def _bearer_token(header: str | None) -> str | None:
+def presented_key(header: str | None) -> str | None:
+    """The key a client presents: `Bearer <key>`, or HTTP Basic with the key as the password (what
+    AUTOMATIC1111 clients send for `--api-auth`; the user name is not checked)."""
     if not header:
         return None
-    scheme, _, token = header.partition(" ")
-    return token.strip() or None if scheme.lower() == "bearer" else None
+    scheme, _, credentials = header.partition(" ")
+    credentials = credentials.strip()
+    if scheme.lower() == "bearer":
+        return credentials or None
+    if scheme.lower() == "basic":
+        try:
+            decoded = base64.b64decode(credentials, validate=True).decode("utf-8")
+        except (binascii.Error, ValueError):
+            return None
+        _user, colon, password = decoded.partition(":")
+        return password or None if colon else None
+    return None
 
 
 def _route_path(scope: Scope) -> str:
@@ -32,39 +48,49 @@ def _route_path(scope: Scope) -> str:
     return path[len(root) :] or "/" if root and path.startswith(root) else path
 
 
-async def _send_error(send: Send, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
-    body = json.dumps({"error": {"code": code, "message": message}}).encode()
-    raw_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    raw_headers += [(name.lower().encode(), value.encode()) for name, value in (headers or {}).items()]
-    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
-    await send({"type": "http.response.body", "body": body})
+async def _send_error(send: Send, render: Render, failure: Failure) -> None:
+    response = render(failure)
+    await send({"type": "http.response.start", "status": response.status_code, "headers": response.raw_headers})
+    await send({"type": "http.response.body", "body": response.body})
 
 
 class RequireKey:
-    """With `STUDIO_API_KEY` set, every route but /health needs `Authorization: Bearer <key>`.
+    """With `STUDIO_API_KEY` set, every route but the open ones needs the key: `Authorization:
+    Bearer <key>`, or HTTP Basic with the key as the password.
 
     The key is read on every request (a rotated key applies at once) and compared in constant
-    time; it is never logged or echoed.
+    time; it is never logged or echoed. Refusals are rendered in the surface's own error shape.
     """
 
-    def __init__(self, app: ASGIApp):
+    def __init__(
+        self,
+        app: ASGIApp,
+        render: Render = render_error,
+        is_open: Callable[[str], bool] = OPEN_PATHS.__contains__,
+        scheme: str = "Bearer",
+    ):
         self.app = app
+        self.render = render
+        self.is_open = is_open
+        self.scheme = scheme  # what WWW-Authenticate asks for
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         expected = os.environ.get(API_KEY_ENV, "").strip()
-        if scope["type"] != "http" or not expected or _route_path(scope) in OPEN_PATHS:
+        if scope["type"] != "http" or not expected or self.is_open(_route_path(scope)):
             await self.app(scope, receive, send)
             return
         header = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
-        token = _bearer_token(header)
-        if token is None:
-            message = "this API needs a key: send the header 'Authorization: Bearer <key>'"
-        elif not hmac.compare_digest(token.encode("latin-1", "replace"), expected.encode("utf-8")):
+        key = presented_key(header)
+        if key is None:
+            message = (
+                "this API needs a key: send 'Authorization: Bearer <key>' (or HTTP Basic with the key as password)"
+            )
+        elif not hmac.compare_digest(key.encode("utf-8", "replace"), expected.encode("utf-8")):
             message = "the API key is wrong"
         else:
             await self.app(scope, receive, send)
             return
-        await _send_error(send, 401, "unauthorized", message, {"WWW-Authenticate": "Bearer"})
+        await _send_error(send, self.render, Failure(401, "unauthorized", message, {"WWW-Authenticate": self.scheme}))
 
 
 class BodyLimit:
@@ -72,9 +98,10 @@ class BodyLimit:
     and by counting the bytes of a streamed (chunked) body as they arrive. The body is read here
     in full (the JSON parser needs all of it anyway) and handed to the app unchanged."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int):
+    def __init__(self, app: ASGIApp, max_bytes: int, render: Render = render_error):
         self.app = app
         self.max_bytes = max_bytes
+        self.render = render
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -84,10 +111,12 @@ class BodyLimit:
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None:
             if not declared.isdigit():
-                await _send_error(send, 400, "invalid_request", "the Content-Length header is not a number")
+                await _send_error(
+                    send, self.render, Failure(400, "invalid_request", "the Content-Length header is not a number")
+                )
                 return
             if int(declared) > self.max_bytes:
-                await _send_error(send, 413, "body_too_large", too_large)
+                await _send_error(send, self.render, Failure(413, "body_too_large", too_large))
                 return
         chunks, size = [], 0
         while True:
@@ -97,7 +126,7 @@ class BodyLimit:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_bytes:
-                await _send_error(send, 413, "body_too_large", too_large)
+                await _send_error(send, self.render, Failure(413, "body_too_large", too_large))
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):

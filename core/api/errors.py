@@ -1,9 +1,13 @@
-"""How failures answer over HTTP: one status per core error code, and `{"error": {"code", "message"}}` bodies."""
+"""How failures answer over HTTP: one status per core error code, one `Failure` per error, and a
+renderer per API surface (`render_error` gives /api/v1's `{"error": {"code", "message"}}`; the
+A1111 and OpenAI surfaces render the same failures in their own shapes)."""
 
 from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -12,7 +16,6 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core import services
-from core.api.auth import client_session
 from core.errors import StudioError
 from core.jobs import JobNotDoneError, JobQueue, JobState, JobStatus
 
@@ -73,40 +76,55 @@ class JobOutcome(ApiError):
         super().__init__(STATUS_BY_CODE.get(code, 400), code, message, job_id=status.id)
 
 
-def _error_response(
-    status: int, code: str, message: str, *, headers: dict[str, str] | None = None, job_id: str | None = None
-) -> JSONResponse:
-    detail: dict[str, Any] = {"code": code, "message": message}
-    if job_id is not None:
-        detail["job_id"] = job_id
-    return JSONResponse({"error": detail}, status_code=status, headers=headers)
+@dataclass(frozen=True)
+class Failure:
+    """One failed request, whatever the surface: its status, stable code and one-line message."""
+
+    status: int
+    code: str
+    message: str
+    headers: dict[str, str] | None = None
+    job_id: str | None = None
+    param: str | None = None  # the request field at fault, when one is known
 
 
-async def _on_studio_error(request: Request, error: Exception) -> JSONResponse:
-    assert isinstance(error, StudioError)
+Render = Callable[[Failure], JSONResponse]
+
+
+def render_error(failure: Failure) -> JSONResponse:
+    """/api/v1's error body: `{"error": {"code", "message"[, "job_id"]}}`."""
+    detail: dict[str, Any] = {"code": failure.code, "message": failure.message}
+    if failure.job_id is not None:
+        detail["job_id"] = failure.job_id
+    return JSONResponse({"error": detail}, status_code=failure.status, headers=failure.headers)
+
+
+def failure_of(request: Request, error: Exception) -> Failure:
+    """What an exception raised while serving `request` answers, on every surface."""
     if isinstance(error, ApiError):
-        return _error_response(error.status, error.code, error.message, job_id=error.job_id)
-    headers = {"Retry-After": str(_retry_after(request))} if error.code == "busy" else None
-    return _error_response(STATUS_BY_CODE.get(error.code, 400), error.code, error.message, headers=headers)
-
-
-async def _on_invalid_request(request: Request, error: Exception) -> JSONResponse:
-    assert isinstance(error, RequestValidationError)
-    return _error_response(422, "invalid_request", _one_line(error.errors()))
-
-
-async def _on_http_exception(request: Request, error: Exception) -> JSONResponse:
-    assert isinstance(error, StarletteHTTPException)
-    codes = {404: ("not_found", "no such route; see /api/v1/docs"), 405: ("method_not_allowed", "method not allowed")}
-    code, message = codes.get(error.status_code, ("invalid_request", "the request could not be read"))
-    if error.status_code >= 500:
-        code, message = "internal", INTERNAL_MESSAGE
-    return _error_response(error.status_code, code, message, headers=error.headers)
-
-
-async def _on_unexpected(request: Request, error: Exception) -> JSONResponse:
+        return Failure(error.status, error.code, error.message, job_id=error.job_id)
+    if isinstance(error, StudioError):
+        headers = {"Retry-After": str(_retry_after(request))} if error.code == "busy" else None
+        return Failure(
+            STATUS_BY_CODE.get(error.code, 400), error.code, error.message, headers, param=getattr(error, "param", None)
+        )
+    if isinstance(error, RequestValidationError):
+        return Failure(422, "invalid_request", _one_line(error.errors()), param=_first_field(error.errors()))
+    if isinstance(error, StarletteHTTPException):
+        codes = {404: ("not_found", "no such route"), 405: ("method_not_allowed", "method not allowed")}
+        code, message = codes.get(error.status_code, ("invalid_request", "the request could not be read"))
+        if error.status_code >= 500:
+            code, message = "internal", INTERNAL_MESSAGE
+        return Failure(error.status_code, code, message, error.headers)
     log.error("unexpected error in %s %s", request.method, request.url.path, exc_info=error)
-    return _error_response(500, "internal", INTERNAL_MESSAGE)
+    return Failure(500, "internal", INTERNAL_MESSAGE)
+
+
+def _first_field(errors: Any) -> str | None:
+    for error in list(errors)[:1]:
+        location = [str(part) for part in error.get("loc", ()) if part not in ("body", "query")]
+        return location[-1] if location else None
+    return None
 
 
 def _one_line(errors: Any) -> str:
@@ -132,6 +150,8 @@ def _one_line(errors: Any) -> str:
 def _retry_after(request: Request) -> int:
     """Seconds until a slot frees: the soonest end among this client's jobs (per-client limit), or
     among all unfinished jobs (queue full); 10 when nothing has an estimate yet."""
+    from core.api.auth import client_session  # auth renders its refusals with this module
+
     queue: JobQueue = services.queue()
     unfinished = [job for job in queue.jobs() if not job.state.finished]
     client = client_session(request)
@@ -140,8 +160,11 @@ def _retry_after(request: Request) -> int:
     return min(600, max(1, math.ceil(min(estimates)))) if estimates else 10
 
 
-def add_error_handlers(api: FastAPI) -> None:
-    api.add_exception_handler(StudioError, _on_studio_error)
-    api.add_exception_handler(RequestValidationError, _on_invalid_request)
-    api.add_exception_handler(StarletteHTTPException, _on_http_exception)
-    api.add_exception_handler(Exception, _on_unexpected)
+def add_error_handlers(api: FastAPI, render: Render = render_error) -> None:
+    """Every error the app raises answers through `render`, never as a traceback."""
+
+    async def handle(request: Request, error: Exception) -> JSONResponse:
+        return render(failure_of(request, error))
+
+    for kind in (StudioError, RequestValidationError, StarletteHTTPException, Exception):
+        api.add_exception_handler(kind, handle)

@@ -5,23 +5,19 @@ from __future__ import annotations
 import base64
 import functools
 import logging
-import math
 import os
-import time
-from collections.abc import Callable
 from typing import Any
 
 import anyio
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
-from starlette.routing import BaseRoute, Mount
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 import core
 from core import services
+from core.api import runs
 from core.api.auth import API_KEY_ENV, OPEN_PATHS, BodyLimit, RequireKey, client_session
-from core.api.errors import ApiError, JobOutcome, SyncTimeout, add_error_handlers
+from core.api.errors import JobOutcome, add_error_handlers
 from core.api.schemas import (
     GenerateBody,
     GenerateResult,
@@ -34,22 +30,14 @@ from core.api.schemas import (
     ModelInfo,
     error_responses,
 )
-from core.errors import StudioError, UnknownModelError
-from core.jobs import JobNotDoneError, JobQueue, JobState, JobStatus
+from core.errors import StudioError
+from core.jobs import JobNotDoneError, JobQueue, JobStatus
 from core.prompts import prompt_warnings
-from core.runner import Request as CoreRequest
-from core.runner import Result, Studio
+from core.runner import Result
 
 log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/v1"
-SYNC_TIMEOUT_ENV = "STUDIO_API_SYNC_TIMEOUT_S"
-DEFAULT_SYNC_TIMEOUT_S = 300.0
-
-_WAIT_SLICE_S = 1.0  # a waiting request holds a thread at most this long at a time
-# Threads for waiting on jobs, apart from anyio's default pool (Streamlit serves its static files
-# from that one). Waiters beyond this many wait for a thread without blocking anything.
-_WAITERS = anyio.CapacityLimiter(64)
 
 
 _AUTH_ERRORS = (401, 413, 422)
@@ -59,30 +47,13 @@ _SUBMIT_ERRORS = (*_AUTH_ERRORS, 400, 404, 429, 503)
 # -- the application -----------------------------------------------------------------------------
 
 
-def api_routes() -> list[BaseRoute]:
-    """What Home.py passes to `st.App(..., routes=...)`. Costs nothing until the first request:
-    Home.py runs this on every page rerun, and only the instance the server mounted ever serves."""
-    return [Mount(API_PREFIX, app=_BuiltOnFirstRequest(create_api))]
-
-
-class _BuiltOnFirstRequest:
-    def __init__(self, build: Callable[[], ASGIApp]):
-        self._build = build
-        self._app: ASGIApp | None = None
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self._app is None:  # no await before this assignment: one event loop builds it once
-            self._app = self._build()
-        await self._app(scope, receive, send)
-
-
 def create_api(*, sync_timeout_s: float | None = None, max_body_bytes: int | None = None) -> FastAPI:
     """The API as an ASGI app with routes at its root (`api_routes` mounts it under /api/v1).
 
     Unset arguments come from the environment: `STUDIO_API_SYNC_TIMEOUT_S` (default 300) and
     `STUDIO_MAX_BODY_MB` (Settings). The key (`STUDIO_API_KEY`) is read on every request.
     """
-    sync_timeout_s = _sync_timeout_from_env() if sync_timeout_s is None else sync_timeout_s
+    sync_timeout_s = runs.sync_timeout_from_env() if sync_timeout_s is None else sync_timeout_s
     if not sync_timeout_s > 0:
         raise ValueError("the synchronous timeout must be positive")
     max_body_bytes = services.settings().max_body_bytes if max_body_bytes is None else max_body_bytes
@@ -151,7 +122,7 @@ def create_api(*, sync_timeout_s: float | None = None, max_body_bytes: int | Non
         summary="A job's progress",
     )
     async def job_status(job_id: str) -> dict[str, Any]:
-        return _job_body(await _on_job(job_id, JobQueue.status))
+        return _job_body(await runs.on_job(job_id, JobQueue.status))
 
     @api.get(
         "/jobs/{job_id}/result",
@@ -161,7 +132,7 @@ def create_api(*, sync_timeout_s: float | None = None, max_body_bytes: int | Non
     )
     async def job_result(job_id: str) -> dict[str, Any]:
         try:
-            result = await _on_job(job_id, JobQueue.result)
+            result = await runs.on_job(job_id, JobQueue.result)
         except JobNotDoneError as not_done:
             raise JobOutcome(not_done.status) from None
         return _result_body(result, "inpaint" if result.parameters.get("task") == "inpaint" else "generate")
@@ -171,22 +142,9 @@ def create_api(*, sync_timeout_s: float | None = None, max_body_bytes: int | Non
     )
     async def cancel_job(job_id: str, request: Request) -> dict[str, Any]:
         # As this client: a job other clients or pages also wait for goes on for them.
-        return _job_body(await _on_job(job_id, functools.partial(JobQueue.cancel, session=client_session(request))))
+        return _job_body(await runs.on_job(job_id, functools.partial(JobQueue.cancel, session=client_session(request))))
 
     return api
-
-
-def _sync_timeout_from_env() -> float:
-    raw = os.environ.get(SYNC_TIMEOUT_ENV, "").strip()
-    if not raw:
-        return DEFAULT_SYNC_TIMEOUT_S
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{SYNC_TIMEOUT_ENV} must be a number of seconds, got {raw!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{SYNC_TIMEOUT_ENV} must be a positive number of seconds, got {raw!r}")
-    return value
 
 
 def _openapi_with_bearer(api: FastAPI) -> dict[str, Any]:
@@ -204,60 +162,19 @@ def _openapi_with_bearer(api: FastAPI) -> dict[str, Any]:
     return api.openapi_schema
 
 
-# -- submitting and waiting ------------------------------------------------------------------------
+# -- submitting ------------------------------------------------------------------------------------
 
 
 def _submit(body: GenerateBody | InpaintBody, client: str) -> JobStatus:
     """Validate, decode and enqueue (blocking: images are decoded and hashed here)."""
-    studio, queue = services.studio(), services.queue()
-    # 1. Only catalogue ids: never a path or a hub id, and never echo what was sent.
-    if body.model not in {spec.id for spec in studio.catalogue}:
-        raise UnknownModelError("unknown model; GET /api/v1/models lists the model ids")
+    runs.require_catalogue_model(body.model)  # before decoding anything
     request = body.to_request()
-    # 2. A model this machine lacks is refused now (503) unless its result is already stored.
-    _require_runnable(studio, request)
-    job_id = queue.submit(request, session=client, label=f"API {request.task}")
-    return queue.status(job_id)
-
-
-def _require_runnable(studio: Studio, request: CoreRequest) -> None:
-    spec = studio.catalogue.get(request.model)
-    if spec.availability().ready:
-        return
-    prepared = studio.prepare(request)  # bad input is still a 400, whatever the model
-    if request.seed is not None and studio.cached(prepared) is not None:
-        return
-    spec.require_available()
+    return runs.submit(request, client, label=f"API {request.task}")
 
 
 async def _run_and_wait(body: GenerateBody | InpaintBody, request: Request, timeout_s: float) -> Result:
     status = await anyio.to_thread.run_sync(_submit, body, client_session(request))
-    deadline = time.monotonic() + timeout_s
-    while not status.state.finished:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise SyncTimeout(status.id)
-        wait = functools.partial(JobQueue.wait, timeout=min(_WAIT_SLICE_S, remaining))
-        status = await _on_job(status.id, wait, limiter=_WAITERS)
-    if status.state is not JobState.DONE:
-        raise JobOutcome(status)
-    return await _on_job(status.id, JobQueue.result)
-
-
-async def _on_job(
-    job_id: str, action: Callable[[JobQueue, str], Any], limiter: anyio.CapacityLimiter | None = None
-) -> Any:
-    """`action(queue, job_id)` in a worker thread; an unknown (or long dropped) id answers 404."""
-
-    def run() -> Any:
-        try:
-            return action(services.queue(), job_id)
-        except KeyError:
-            raise ApiError(
-                404, "unknown_job", "unknown job; finished jobs are kept for a while, then dropped"
-            ) from None
-
-    return await anyio.to_thread.run_sync(run, limiter=limiter)
+    return await runs.wait_for(status, timeout_s)
 
 
 # -- bodies ------------------------------------------------------------------------------------------

@@ -62,8 +62,8 @@ class InpaintBody(_SamplingBody):
     def to_request(self) -> InpaintRequest:
         """Decodes the pixels: call it in a worker thread."""
         limits = services.studio().image_limits
-        image = images.load_image(_base64_bytes(self.image, "image", BadImageError), limits)
-        mask = masks.mask_from_image(_base64_bytes(self.mask, "mask", BadMaskError), image.size, limits)
+        image = images.load_image(base64_bytes(self.image, "image", BadImageError), limits)
+        mask = masks.mask_from_image(base64_bytes(self.mask, "mask", BadMaskError), image.size, limits)
         return InpaintRequest(**self.model_dump(exclude={"task", "image", "mask"}), image=image, mask=mask)
 
 
@@ -81,7 +81,7 @@ _BASE64_SPACE = re.compile(rb"\s+")
 _DATA_URL = re.compile(rb"^data:[\w.+/-]*(;[\w=.-]+)*;base64,")
 
 
-def _base64_bytes(text: str, name: str, error: type[StudioError]) -> bytes:
+def base64_bytes(text: str, name: str, error: type[StudioError]) -> bytes:
     raw = _DATA_URL.sub(b"", _BASE64_SPACE.sub(b"", text.encode("utf-8", "replace")), count=1)
     try:
         data = base64.b64decode(raw, validate=True)

@@ -1,0 +1,176 @@
+"""OpenAI's images API under /v1 (`/images/generations`, `/images/edits`), for every app built on the
+`openai` SDK, over the studio's own queue, catalogue, limits and result cache.
+
+`model` is a catalogue id; none, or one of OpenAI's own names (dall-e-3, gpt-image-1...), means our
+default model. `response_format` "url" links to `/v1/images/results/<token>.png`, served while the
+queue keeps the finished job (like OpenAI's links, they expire); without a `response_format` both
+the link and the base64 PNG are sent, so code written for either model family works. Edits keep
+the image's own size and change only the pixels under the mask (OpenAI's rule: the mask's fully
+transparent pixels). Errors keep OpenAI's shape, so the SDK raises its typed exceptions.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from typing import Any
+
+import anyio
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.datastructures import UploadFile
+
+import core
+from core import services
+from core.api import openai_shapes, runs
+from core.api.auth import BodyLimit, RequireKey, client_session
+from core.api.errors import ApiError, Failure, add_error_handlers
+from core.api.openai_shapes import GenerationBody, ParameterError
+from core.images import load_image
+from core.jobs import JobStatus
+from core.runner import Result
+
+OPENAI_PREFIX = "/v1"
+RESULTS_PATH = "/images/results/"
+_MAX_LINKS = 4096  # result links remembered; the oldest are forgotten first
+_MAX_FORM_FILES = 4
+_MAX_FORM_FIELDS = 32
+
+_TYPES = {401: "invalid_request_error", 429: "rate_limit_error"}
+_RETRYABLE = (429, 504)  # the SDK retries these; a 504's job goes on, and the retry joins it
+
+
+def render_error(failure: Failure) -> JSONResponse:
+    """OpenAI's error body; validation errors are 400 there, never 422."""
+    status = 400 if failure.status == 422 else failure.status
+    kind = _TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    code = "invalid_api_key" if status == 401 else failure.code
+    body = {"error": {"message": failure.message, "type": kind, "param": failure.param, "code": code}}
+    headers = dict(failure.headers or {})
+    if status not in _RETRYABLE:
+        headers["x-should-retry"] = "false"  # the SDK would otherwise retry 409 and 5xx answers
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+class _Links:
+    """Unguessable tokens for result links: token -> (job id, image index). Bounded."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._links: OrderedDict[str, tuple[str, int]] = OrderedDict()
+
+    def add(self, job_id: str, index: int) -> str:
+        token = secrets.token_urlsafe(24)
+        with self._lock:
+            self._links[token] = (job_id, index)
+            while len(self._links) > _MAX_LINKS:
+                self._links.popitem(last=False)
+        return token
+
+    def get(self, token: str) -> tuple[str, int] | None:
+        with self._lock:
+            return self._links.get(token)
+
+
+def create_openai_images(*, sync_timeout_s: float | None = None, max_body_bytes: int | None = None) -> FastAPI:
+    """The OpenAI images surface as an ASGI app with routes at its root (mounted at /v1)."""
+    sync_timeout_s = runs.sync_timeout_from_env() if sync_timeout_s is None else sync_timeout_s
+    max_body_bytes = services.settings().max_body_bytes if max_body_bytes is None else max_body_bytes
+    links = _Links()
+
+    api = FastAPI(title="Canvas Studio: OpenAI images API", version=core.__version__, docs_url=None, redoc_url=None)
+    api.add_middleware(BodyLimit, max_bytes=max_body_bytes, render=render_error)
+    # Result links work without the key, as OpenAI's do: the token is the permission.
+    api.add_middleware(RequireKey, render=render_error, is_open=lambda path: path.startswith(RESULTS_PATH))
+    add_error_handlers(api, render_error)
+
+    @api.post("/images/generations")
+    async def generations(body: GenerationBody, request: Request) -> dict[str, Any]:
+        client = client_session(request)
+
+        def submit() -> list[JobStatus]:
+            spec = openai_shapes.resolve_model(services.studio().catalogue, body.model, "txt2img")
+            return runs.submit_all([openai_shapes.generate_request(body, spec)], client, "OpenAI generation")
+
+        statuses = await anyio.to_thread.run_sync(submit)
+        results = await runs.wait_for_all(statuses, client, sync_timeout_s)
+        return await anyio.to_thread.run_sync(_response, request, links, statuses, results, body.response_format)
+
+    @api.post("/images/edits")
+    async def edits(request: Request) -> dict[str, Any]:
+        client = client_session(request)
+        async with request.form(max_files=_MAX_FORM_FILES, max_fields=_MAX_FORM_FIELDS) as form:
+            images = [
+                part for part in (*form.getlist("image"), *form.getlist("image[]")) if isinstance(part, UploadFile)
+            ]
+            if not images:
+                raise ParameterError("image is required: send the image to edit as a multipart file", "image")
+            if len(images) > 1:
+                raise ParameterError("send one image: editing several images in one request is not supported", "image")
+            mask_part = form.get("mask")
+            if mask_part is not None and not isinstance(mask_part, UploadFile):
+                raise ParameterError("mask must be a file (a PNG with an alpha channel)", "mask")
+            image_bytes = await images[0].read()
+            mask_bytes = await mask_part.read() if mask_part is not None else None
+            fields = {name: form.get(name) for name in ("prompt", "model", "n", "size", "response_format", "stream")}
+        for name, value in fields.items():
+            if value is not None and not isinstance(value, str):
+                raise ParameterError(f"{name} must be a plain form field, not a file", name)
+        response_format = fields["response_format"] or None
+        if response_format not in (None, "url", "b64_json"):
+            raise ParameterError("response_format must be 'url' or 'b64_json'", "response_format")
+        if (fields["stream"] or "").lower() == "true":
+            raise ParameterError("streaming is not supported; leave stream unset", "stream")
+
+        def submit() -> list[JobStatus]:
+            studio = services.studio()
+            spec = openai_shapes.resolve_model(studio.catalogue, fields["model"], "inpaint")
+            count = openai_shapes.parse_n(fields["n"], spec)
+            openai_shapes.parse_size(fields["size"])  # checked, not used: the result keeps the image's size
+            image = load_image(image_bytes, studio.image_limits)
+            mask = openai_shapes.edit_mask(mask_bytes, image, studio.image_limits)
+            core_requests = openai_shapes.edit_requests(spec, image, mask, fields["prompt"] or "", count)
+            return runs.submit_all(core_requests, client, "OpenAI edit")
+
+        statuses = await anyio.to_thread.run_sync(submit)
+        results = await runs.wait_for_all(statuses, client, sync_timeout_s)
+        return await anyio.to_thread.run_sync(_response, request, links, statuses, results, response_format)
+
+    @api.get(RESULTS_PATH + "{token}.png")
+    async def result_image(token: str) -> Response:
+        link = links.get(token)
+        if link is None:
+            raise ApiError(404, "not_found", "no such image, or its link has expired")
+        job_id, index = link
+
+        def png() -> bytes:
+            try:
+                return services.queue().result(job_id).pngs[index]
+            except (KeyError, IndexError):
+                raise ApiError(404, "not_found", "this image's link has expired") from None
+
+        return Response(await anyio.to_thread.run_sync(png), media_type="image/png")
+
+    return api
+
+
+def _response(
+    request: Request, links: _Links, statuses: list[JobStatus], results: list[Result], response_format: str | None
+) -> dict[str, Any]:
+    data = []
+    base = str(request.url.replace(path=request.scope.get("root_path", "").rstrip("/") + RESULTS_PATH, query=""))
+    for status, result in zip(statuses, results, strict=True):
+        for index, png in enumerate(result.pngs):
+            item: dict[str, Any] = {"revised_prompt": result.parameters.get("prompt", "")}
+            if response_format in (None, "b64_json"):
+                item["b64_json"] = base64.b64encode(png).decode("ascii")
+            if response_format in (None, "url"):
+                item["url"] = f"{base}{links.add(status.id, index)}.png"
+            data.append(item)
+    return {"created": int(time.time()), "data": data, "output_format": "png"}
+
+
+__all__ = ["OPENAI_PREFIX", "create_openai_images"]

@@ -1,0 +1,162 @@
+"""OpenAI's images API shapes (`/v1/images/generations`, `/v1/images/edits`), mapped onto our requests.
+
+Pure translation, no HTTP: `openai_routes.py` serves it. OpenAI's mask rule is the reverse of ours:
+its mask's fully transparent pixels are the area to edit; without a mask, the image's own transparent
+pixels are (DALL-E 2's rule), and an image with none is edited as a whole.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field
+
+from core import masks
+from core.catalogue import Catalogue, ModelSpec
+from core.errors import BadMaskError, BadParameterError, UnknownModelError
+from core.images import load_image
+from core.requests import MAX_SEED, GenerateRequest, InpaintRequest, random_seed
+from core.settings import ImageLimits
+
+MAX_N = 10  # OpenAI's own bound; a model's max_images is usually lower and is checked too
+_SIZE = re.compile(r"^\s*(\d{1,5})\s*[xX]\s*(\d{1,5})\s*$")
+# Model names of OpenAI's own that apps send by default: they get our default model.
+_OPENAI_MODELS = ("dall-e-", "gpt-image-")
+# An edit of the whole image (no transparent pixels anywhere) keeps the picture's composition,
+# as A1111's img2img does at its default denoising strength.
+WHOLE_IMAGE_STRENGTH = 0.75
+
+
+class ParameterError(BadParameterError):
+    """A bad parameter, naming the field (OpenAI's errors carry it as `param`)."""
+
+    def __init__(self, message: str, param: str | None):
+        super().__init__(message)
+        self.param = param
+
+
+class GenerationBody(BaseModel):
+    model_config = ConfigDict(extra="ignore")  # quality, style, user, background...: accepted and ignored
+
+    prompt: str
+    model: str | None = None
+    n: int | None = Field(None, description="1..10 (and at most the model's max_images)")
+    size: str | None = Field(None, description="'WxH' or 'auto' (the model's default)")
+    response_format: Literal["url", "b64_json"] | None = None
+    stream: bool | None = None
+    seed: int | None = Field(None, description="ours, not OpenAI's: the same seed gives the same pixels")
+
+
+def resolve_model(catalogue: Catalogue, name: str | None, task: str) -> ModelSpec:
+    """A catalogue id; no model, or one of OpenAI's own names (dall-e-3, gpt-image-1...), means our
+    default for the task: the first generative model that can run now."""
+    if not name or name.lower().startswith(_OPENAI_MODELS):
+        candidates = [spec for spec in catalogue.for_task(task) if spec.generative] or catalogue.for_task(task)
+        if not candidates:
+            raise ParameterError(f"no model in the catalogue can do {task}", "model")
+        return next((spec for spec in candidates if spec.availability().ready), candidates[0])
+    try:
+        spec = catalogue.get(name)
+    except UnknownModelError:
+        raise UnknownModelError("unknown model; GET /api/v1/models lists the model ids") from None
+    if not spec.supports(task):
+        raise ParameterError(
+            f"{spec.name} cannot do {'image generation' if task == 'txt2img' else 'image edits'}", "model"
+        )
+    return spec
+
+
+def parse_size(size: str | None) -> tuple[int, int] | None:
+    """'WxH' -> (W, H); None or 'auto' -> None (the model's default)."""
+    if size is None or size.strip().lower() in ("", "auto"):
+        return None
+    match = _SIZE.match(size)
+    if match is None:
+        raise ParameterError(f"size must be 'WIDTHxHEIGHT' (e.g. 512x512) or 'auto', got {size[:40]!r}", "size")
+    return int(match[1]), int(match[2])
+
+
+def parse_n(n: Any, spec: ModelSpec) -> int:
+    if n is None or n == "":
+        return 1
+    try:
+        count = int(n)
+    except (TypeError, ValueError):
+        raise ParameterError(f"n must be a whole number, got {str(n)[:20]!r}", "n") from None
+    if not 1 <= count <= min(MAX_N, spec.max_images):
+        raise ParameterError(f"n must be from 1 to {min(MAX_N, spec.max_images)} for {spec.name}, got {count}", "n")
+    return count
+
+
+def generate_request(body: GenerationBody, spec: ModelSpec) -> GenerateRequest:
+    if body.stream:
+        raise ParameterError("streaming is not supported; leave stream unset", "stream")
+    if not body.prompt.strip():
+        raise ParameterError("prompt is empty; describe the image to generate", "prompt")
+    size = parse_size(body.size)
+    width, height = size if size is not None else (None, None)
+    return GenerateRequest(
+        model=spec.id, prompt=body.prompt, width=width, height=height, num_images=parse_n(body.n, spec), seed=body.seed
+    )
+
+
+def edit_mask(mask_file: bytes | None, image: Image.Image, limits: ImageLimits) -> Image.Image | None:
+    """Our mask ("L", 255 = repaint) by OpenAI's rule, or None to edit the whole image.
+
+    With a mask file: its fully transparent pixels (alpha 0) are the area to edit; it needs an alpha
+    channel. Without one: the image's own fully transparent pixels, if it has any."""
+    if mask_file is None:
+        if image.mode != "RGBA":  # load_image keeps RGBA only when some pixel is not opaque
+            return None
+        return _transparent(image)
+    try:
+        loaded = load_image(mask_file, limits)
+    except Exception as error:  # BadImageError: say it is the mask
+        raise BadMaskError(f"unusable mask: {getattr(error, 'message', 'unreadable')}") from None
+    if loaded.mode != "RGBA":
+        raise BadMaskError(
+            "the mask has no transparent pixels: OpenAI's rule is that fully transparent pixels (alpha 0) "
+            "mark the area to edit, so send a PNG with an alpha channel"
+        )
+    return masks.mask_from_image(_transparent(loaded), image.size, limits)
+
+
+def _transparent(image: Image.Image) -> Image.Image:
+    return image.getchannel("A").point(lambda alpha: 255 if alpha == 0 else 0)
+
+
+def edit_requests(
+    spec: ModelSpec, image: Image.Image, mask: Image.Image | None, prompt: str, n: int
+) -> list[InpaintRequest]:
+    """One request per image asked for (seeds seed, seed + 1, ...); results keep the image's size."""
+    if not prompt.strip():
+        raise ParameterError("prompt is empty; describe the edit", "prompt")
+    whole = mask is None
+    seed = random_seed()
+    return [
+        InpaintRequest(
+            model=spec.id,
+            image=image,
+            mask=Image.new("L", image.size, 255) if whole else mask,
+            prompt=prompt,
+            seed=(seed + index) % (MAX_SEED + 1),
+            whole_image=whole,
+            **({"strength": WHOLE_IMAGE_STRENGTH} if whole and spec.generative else {}),
+        )
+        for index in range(n)
+    ]
+
+
+__all__ = [
+    "GenerationBody",
+    "ParameterError",
+    "WHOLE_IMAGE_STRENGTH",
+    "edit_mask",
+    "edit_requests",
+    "generate_request",
+    "parse_n",
+    "parse_size",
+    "resolve_model",
+]

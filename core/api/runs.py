@@ -1,0 +1,141 @@
+"""Submitting core requests to the shared queue and waiting for them, as every API surface does.
+
+Blocking calls (`submit`, `submit_all`: images are hashed, the queue's lock taken) run in worker
+threads; `wait_for` waits in slices on a thread limiter of its own, so waiting clients never take
+the threads Streamlit serves its files with.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import anyio
+
+from core import services
+from core.api.errors import ApiError, JobOutcome, SyncTimeout
+from core.errors import UnknownModelError
+from core.jobs import JobQueue, JobState, JobStatus
+from core.runner import Request as CoreRequest
+from core.runner import Result, Studio
+
+SYNC_TIMEOUT_ENV = "STUDIO_API_SYNC_TIMEOUT_S"
+DEFAULT_SYNC_TIMEOUT_S = 300.0
+
+_WAIT_SLICE_S = 1.0  # a waiting request holds a thread at most this long at a time
+# Threads for waiting on jobs, apart from anyio's default pool (Streamlit serves its static files
+# from that one). Waiters beyond this many wait for a thread without blocking anything.
+_WAITERS = anyio.CapacityLimiter(64)
+
+
+def sync_timeout_from_env() -> float:
+    raw = os.environ.get(SYNC_TIMEOUT_ENV, "").strip()
+    if not raw:
+        return DEFAULT_SYNC_TIMEOUT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{SYNC_TIMEOUT_ENV} must be a number of seconds, got {raw!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{SYNC_TIMEOUT_ENV} must be a positive number of seconds, got {raw!r}")
+    return value
+
+
+def require_catalogue_model(model: str) -> None:
+    """Only catalogue ids: never a path or a hub id, and never echo what was sent."""
+    if model not in {spec.id for spec in services.studio().catalogue}:
+        raise UnknownModelError("unknown model; GET /api/v1/models lists the model ids")
+
+
+def submit(request: CoreRequest, client: str, label: str) -> JobStatus:
+    """Validate and enqueue one request as `client` (blocking)."""
+    studio, queue = services.studio(), services.queue()
+    require_catalogue_model(request.model)
+    # A model this machine lacks is refused now (503) unless its result is already stored.
+    _require_runnable(studio, request)
+    return queue.status(queue.submit(request, session=client, label=label))
+
+
+def submit_all(requests: Sequence[CoreRequest], client: str, label: str) -> list[JobStatus]:
+    """All of them or none: when one is refused, the ones already queued are cancelled (blocking)."""
+    statuses: list[JobStatus] = []
+    try:
+        for request in requests:
+            statuses.append(submit(request, client, label))
+    except BaseException:
+        for status in statuses:
+            services.queue().cancel(status.id, session=client)
+        raise
+    return statuses
+
+
+def _require_runnable(studio: Studio, request: CoreRequest) -> None:
+    spec = studio.catalogue.get(request.model)
+    if spec.availability().ready:
+        return
+    prepared = studio.prepare(request)  # bad input is still a 400, whatever the model
+    if request.seed is not None and studio.cached(prepared) is not None:
+        return
+    spec.require_available()
+
+
+async def wait_for(status: JobStatus, timeout_s: float) -> Result:
+    """The job's result once done; SyncTimeout (504, the job goes on) after `timeout_s`, JobOutcome
+    when it failed or was cancelled."""
+    deadline = time.monotonic() + timeout_s
+    while not status.state.finished:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise SyncTimeout(status.id)
+        wait = functools.partial(JobQueue.wait, timeout=min(_WAIT_SLICE_S, remaining))
+        status = await on_job(status.id, wait, limiter=_WAITERS)
+    if status.state is not JobState.DONE:
+        raise JobOutcome(status)
+    return await on_job(status.id, JobQueue.result)
+
+
+async def wait_for_all(statuses: Sequence[JobStatus], client: str, timeout_s: float) -> list[Result]:
+    """Every job's result, in order; on the first failure the others are cancelled for this client."""
+    deadline = time.monotonic() + timeout_s
+    results = []
+    try:
+        for status in statuses:
+            results.append(await wait_for(status, max(0.001, deadline - time.monotonic())))
+    except SyncTimeout:
+        raise  # the jobs go on, as the answer says
+    except BaseException:
+        rest = statuses[len(results) + 1 :]
+        await anyio.to_thread.run_sync(_cancel_all, [status.id for status in rest], client)
+        raise
+    return results
+
+
+def _cancel_all(job_ids: Sequence[str], client: str) -> None:
+    queue = services.queue()
+    for job_id in job_ids:
+        with contextlib.suppress(KeyError):  # finished and dropped meanwhile
+            queue.cancel(job_id, session=client)
+
+
+async def on_job(
+    job_id: str, action: Callable[[JobQueue, str], Any], limiter: anyio.CapacityLimiter | None = None
+) -> Any:
+    """`action(queue, job_id)` in a worker thread; an unknown (or long dropped) id answers 404."""
+
+    def run() -> Any:
+        try:
+            return action(services.queue(), job_id)
+        except KeyError:
+            raise ApiError(
+                404, "unknown_job", "unknown job; finished jobs are kept for a while, then dropped"
+            ) from None
+
+    return await anyio.to_thread.run_sync(run, limiter=limiter)
+
+
+__all__ = ["on_job", "submit", "submit_all", "sync_timeout_from_env", "wait_for", "wait_for_all"]
