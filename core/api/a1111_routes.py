@@ -177,7 +177,7 @@ def _model_for(body: a1111.Txt2ImgBody, task: str, options: _Options):
     """override_settings.sd_model_checkpoint, else this server's option, else our default for the task."""
     catalogue = services.studio().catalogue
     named = body.checkpoint() or options.checkpoint()
-    return a1111.find_model(catalogue, named) if named else a1111.default_model(catalogue, task)
+    return a1111.find_model(catalogue, named) if named else runs.default_model(catalogue, task)
 
 
 def _response(
@@ -209,7 +209,7 @@ def _options_body(options: _Options) -> dict[str, Any]:
 
 def _default_or_none(catalogue):
     try:
-        return a1111.default_model(catalogue, "txt2img")
+        return runs.default_model(catalogue, "txt2img")
     except BadParameterError:
         return None
 

@@ -182,15 +182,6 @@ def find_model(catalogue: Catalogue, name: str) -> ModelSpec:
     raise UnknownModelError("unknown model; GET /sdapi/v1/sd-models lists the models (their titles)")
 
 
-def default_model(catalogue: Catalogue, task: str) -> ModelSpec:
-    """The first generative model for `task` that can run now, else the first there is (which then
-    says how to get it); a remover when the catalogue has no generative model for the task."""
-    candidates = [spec for spec in catalogue.for_task(task) if spec.generative] or catalogue.for_task(task)
-    if not candidates:
-        raise BadParameterError(f"no model in the catalogue can do {task}")
-    return next((spec for spec in candidates if spec.availability().ready), candidates[0])
-
-
 # -- building our requests ------------------------------------------------------------------------
 
 
@@ -334,7 +325,6 @@ __all__ = [
     "Img2ImgBody",
     "Txt2ImgBody",
     "a1111_sampler",
-    "default_model",
     "echoed_parameters",
     "find_model",
     "generate_request",

@@ -14,6 +14,7 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
 from core import masks
+from core.api.runs import default_model
 from core.catalogue import Catalogue, ModelSpec
 from core.errors import BadMaskError, BadParameterError, UnknownModelError
 from core.images import load_image
@@ -51,12 +52,9 @@ class GenerationBody(BaseModel):
 
 def resolve_model(catalogue: Catalogue, name: str | None, task: str) -> ModelSpec:
     """A catalogue id; no model, or one of OpenAI's own names (dall-e-3, gpt-image-1...), means our
-    default for the task: the first generative model that can run now."""
+    default for the task (what a client naming no model gets on every surface)."""
     if not name or name.lower().startswith(_OPENAI_MODELS):
-        candidates = [spec for spec in catalogue.for_task(task) if spec.generative] or catalogue.for_task(task)
-        if not candidates:
-            raise ParameterError(f"no model in the catalogue can do {task}", "model")
-        return next((spec for spec in candidates if spec.availability().ready), candidates[0])
+        return default_model(catalogue, task)
     try:
         spec = catalogue.get(name)
     except UnknownModelError:

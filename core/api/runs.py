@@ -19,7 +19,8 @@ import anyio
 
 from core import services
 from core.api.errors import ApiError, JobOutcome, SyncTimeout
-from core.errors import UnknownModelError
+from core.catalogue import Catalogue, ModelSpec
+from core.errors import BadParameterError, UnknownModelError
 from core.jobs import JobQueue, JobState, JobStatus
 from core.runner import Request as CoreRequest
 from core.runner import Result, Studio
@@ -44,6 +45,19 @@ def sync_timeout_from_env() -> float:
     if not (math.isfinite(value) and value > 0):
         raise ValueError(f"{SYNC_TIMEOUT_ENV} must be a positive number of seconds, got {raw!r}")
     return value
+
+
+def default_model(catalogue: Catalogue, task: str) -> ModelSpec:
+    """The model for a client that names none: the pages' default (a hosted model on a GPU-less
+    host, when one can run), else the first generative model for `task` that can run now, else the
+    first there is (its requests then say how to get it)."""
+    preferred = catalogue.default_generative_model(task)
+    if preferred is not None:
+        return catalogue.get(preferred)
+    candidates = [spec for spec in catalogue.for_task(task) if spec.generative] or catalogue.for_task(task)
+    if not candidates:
+        raise BadParameterError(f"no model in the catalogue can do {task}")
+    return next((spec for spec in candidates if spec.availability().ready), candidates[0])
 
 
 def require_catalogue_model(model: str) -> None:
