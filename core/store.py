@@ -19,7 +19,7 @@ import secrets
 import shutil
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +44,7 @@ _TEMP_DIR = ".tmp"  # unpublished writes and entries being deleted; swept when s
 _LOCK_FILE = ".lock"
 _USAGE_FILE = ".usage"
 _RESCAN_EVERY = 256  # puts between exact size rescans, bounding any drift of the running total
+_DERIVED_PATTERN = re.compile(r"[a-z][a-z0-9-]*\.(webp|png|jpg)")  # never a name the entry's own files use
 _process_lock = threading.Lock()  # the whole lock where fcntl is missing
 
 
@@ -61,6 +62,16 @@ class StoredResult:
 
 class _Damaged(Exception):
     """An entry that does not verify: treated as a miss and removed."""
+
+
+@dataclass(frozen=True)
+class ListedEntry:
+    """One published entry as `listing` sees it: its metadata, never its PNGs."""
+
+    key: str
+    created: float  # when the entry was written (seconds since the epoch)
+    metadata: dict
+    images: int
 
 
 @dataclass(frozen=True)
@@ -118,6 +129,64 @@ class ResultStore:
     def total_bytes(self) -> int:
         """The exact size of every published entry, measured now."""
         return sum(usage.size for usage in self._scan())
+
+    def listing(self) -> list[ListedEntry]:
+        """Every published entry, newest first, from its meta.json alone (checked against its own
+        digest; the PNGs are neither read nor verified, so 2,000 entries list in well under a
+        second). Entries that do not parse are left out; `get` removes them when asked for."""
+        found = []
+        for shard in _subdirectories(self.root):
+            if not _SHARD_PATTERN.fullmatch(shard.name):
+                continue
+            for entry in _subdirectories(shard.path):
+                if not _KEY_PATTERN.fullmatch(entry.name):
+                    continue
+                try:
+                    record = _read_meta(Path(entry.path), entry.name)
+                    created = os.stat(os.path.join(entry.path, "0.png")).st_mtime  # written once, never touched
+                except (_Damaged, OSError):
+                    continue
+                found.append(ListedEntry(entry.name, created, record["metadata"], len(record["files"])))
+        found.sort(key=lambda listed: (listed.created, listed.key), reverse=True)
+        return found
+
+    def derived(self, key: str, name: str, make: Callable[[StoredResult], bytes]) -> bytes | None:
+        """A file made from an entry (a thumbnail), kept inside the entry so it is made once and
+        leaves with it. None when there is no intact entry under `key`."""
+        if not _DERIVED_PATTERN.fullmatch(name):
+            raise ValueError("a derived file name is lowercase letters, digits and dashes with an extension")
+        entry = self._entry_path(key)
+        path = entry / name
+        with suppress(OSError):
+            return path.read_bytes()
+        try:
+            stored = _read_entry(entry, key)
+        except (_Damaged, OSError):
+            return None
+        data = make(stored)
+        temp = entry / f".{name}.{secrets.token_hex(4)}"
+        try:
+            temp.write_bytes(data)
+            os.replace(temp, path)  # readers see the whole file or none
+        except OSError as error:  # read-only store, or the entry was evicted meanwhile: still served
+            log.info("result store: could not keep %s for entry %s (%s)", name, key[:12], error.strerror)
+            with suppress(OSError):
+                temp.unlink()
+        return data
+
+    def delete(self, key: str) -> bool:
+        """Remove one entry (history's delete); False when there was none."""
+        entry = self._entry_path(key)
+        with self._lock():
+            try:
+                size, _ = _measure(entry)
+            except (FileNotFoundError, NotADirectoryError):
+                return False
+            self._discard(entry)
+            usage = self._read_usage()
+            if usage is not None:
+                self._write_usage(max(0, usage[0] - size), usage[1])
+        return True
 
     # -- writing --------------------------------------------------------------------------
 
@@ -305,6 +374,24 @@ def _meta_bytes(record: dict) -> bytes:
 
 
 def _read_entry(entry: Path, key: str) -> StoredResult:
+    record = _read_meta(entry, key)
+    files, metadata = record["files"], record["metadata"]
+    pngs = []
+    for index, file in enumerate(files):
+        if not isinstance(file, dict) or file.get("name") != f"{index}.png":
+            raise _Damaged("meta.json lists an unexpected file")
+        try:
+            png = (entry / file["name"]).read_bytes()
+        except FileNotFoundError:
+            raise _Damaged(f"{file['name']} is missing") from None
+        if len(png) != file.get("size") or digest_bytes(png) != file.get("blake3"):
+            raise _Damaged(f"{file['name']} does not match its digest")
+        pngs.append(png)
+    return StoredResult(tuple(pngs), metadata)
+
+
+def _read_meta(entry: Path, key: str) -> dict:
+    """The entry's meta.json, checked against its own digest (the PNGs are not read)."""
     try:
         record = json.loads((entry / _META).read_bytes())
     except FileNotFoundError:
@@ -321,18 +408,7 @@ def _read_entry(entry: Path, key: str) -> StoredResult:
     files, metadata = record.get("files"), record.get("metadata")
     if not isinstance(files, list) or not files or not isinstance(metadata, dict):
         raise _Damaged("meta.json lists no files")
-    pngs = []
-    for index, file in enumerate(files):
-        if not isinstance(file, dict) or file.get("name") != f"{index}.png":
-            raise _Damaged("meta.json lists an unexpected file")
-        try:
-            png = (entry / file["name"]).read_bytes()
-        except FileNotFoundError:
-            raise _Damaged(f"{file['name']} is missing") from None
-        if len(png) != file.get("size") or digest_bytes(png) != file.get("blake3"):
-            raise _Damaged(f"{file['name']} does not match its digest")
-        pngs.append(png)
-    return StoredResult(tuple(pngs), metadata)
+    return record
 
 
 def _intact(entry: Path, key: str) -> bool:
@@ -394,4 +470,4 @@ def _fsync_directory(path: Path) -> None:
         os.close(descriptor)
 
 
-__all__ = ["PNG_SIGNATURE", "ResultStore", "StoredResult"]
+__all__ = ["PNG_SIGNATURE", "ListedEntry", "ResultStore", "StoredResult"]

@@ -11,6 +11,7 @@ from core.ui.errors import shown_errors
 from core.ui.jobs import job_result, lookup
 from core.ui.models import model_picker
 from core.ui.prompts import prompt_length_warning
+from core.ui.restore import png_restore
 from core.ui.sampling import sampling_controls
 from core.ui.sizes import presets
 from core.ui.uploads import load_named
@@ -31,6 +32,7 @@ studio = state.studio()
 controls, gallery = st.columns([2, 3], gap="large")
 
 with controls:
+    png_restore(studio.catalogue)  # before the widgets: a dropped PNG sets them
     prompt = st.text_area(
         "Prompt", key="generate.prompt", height=110, placeholder="a lighthouse on a cliff at dawn, oil painting"
     )
@@ -40,7 +42,7 @@ with controls:
     if spec is not None:
         prompt_length_warning(studio, spec, prompt)
         prompt_length_warning(studio, spec, negative, what="negative prompt")
-        sizes = presets(spec)
+        sizes = presets(spec, also=st.session_state.get(f"generate.custom-size.{spec.id}"))
         size_label = st.selectbox(
             "Size",
             list(sizes),

@@ -8,9 +8,12 @@ import io
 import zipfile
 
 import pytest
+from PIL import Image, PngImagePlugin
 
+from core import services
 from core.prompt_batch import batch_zip
 from core.provenance import read_parameters
+from core.requests import GenerateRequest, InpaintRequest
 from tests.app_helpers import button, open_page, run_until, texts
 
 pytestmark = pytest.mark.usefixtures("fresh_app")
@@ -34,3 +37,86 @@ def test_prompts_tab_runs_prompts_times_seeds_and_zips_them_with_a_manifest(tiny
     archive = zipfile.ZipFile(io.BytesIO(batch_zip(run.items, dict(run.problems()))))  # what the button holds
     manifest = list(csv.DictReader(io.StringIO(archive.read("manifest.csv").decode())))
     assert [row["seed"] for row in manifest] == ["40", "41", "40", "41"]
+
+
+# -- History ------------------------------------------------------------------------------------------
+
+
+def make_history(coffee) -> tuple[str, str]:
+    """A generated result (tiny pipeline) and an edit (OpenCV) in the store; their keys."""
+    studio = services.studio()
+    made = studio.generate(
+        GenerateRequest(model="tiny-sd", prompt="a red fox", negative_prompt="blurry", seed=11, width=64, height=128)
+    )
+    mask = Image.new("L", coffee.size, 0)
+    mask.paste(255, (250, 150, 330, 230))
+    edited = studio.inpaint(InpaintRequest(model="opencv-telea", image=coffee, mask=mask))
+    return made.key, edited.key
+
+
+def test_history_lists_filters_opens_and_restores_generate(tiny_catalogue, coffee):
+    generated, edited = make_history(coffee)
+    at = open_page("5_History.py")
+    assert "2 of 2 results, newest first." in texts(at.caption)
+    captions = [text for text in texts(at.caption) if "·" in text]
+    assert captions[0].startswith("(no prompt) · opencv-telea · ") and "region" in captions[0]  # newest first
+    assert captions[1].startswith("a red fox · tiny-sd · 64×128")
+    at.text_input(key="history.text").set_value("fox").run()
+    assert "1 of 2 results, newest first." in texts(at.caption)
+    at.text_input(key="history.text").set_value("").run()
+    at.multiselect(key="history.tasks").set_value(["inpaint"]).run()
+    assert "1 of 2 results, newest first." in texts(at.caption)
+    at.multiselect(key="history.tasks").set_value([]).run()
+    at.button(key=f"history.open.{generated}").click().run()
+    assert any('"seed": 11' in code.value for code in at.code)
+    at.button(key="history.to-generate").click().run()
+    assert not at.exception
+    state = at.session_state
+    assert state["generate.prompt"] == "a red fox" and state["generate.negative"] == "blurry"
+    assert state["generate.model"] == "tiny-sd" and state["generate.size.tiny-sd"] == "Custom · 64×128"
+    assert state["generate.tiny-sd.seed"] == 11 and state["generate.tiny-sd.seed-random"] is False
+    assert at.selectbox(key="generate.size.tiny-sd").value == "Custom · 64×128"  # the Generate page drew it
+
+
+def test_history_delete_removes_the_result_and_its_thumbnail(tiny_catalogue, coffee):
+    generated, edited = make_history(coffee)
+    at = open_page("5_History.py")
+    store = services.studio().store
+    thumbnail = store.root / edited[:2] / edited / "thumb-256.webp"
+    assert thumbnail.is_file()  # made when the grid showed it
+    at.button(key=f"history.open.{edited}").click().run()
+    at.button(key="history.delete").click().run()
+    assert not at.exception
+    assert "1 of 1 results, newest first." in texts(at.caption)
+    assert edited not in store and not thumbnail.exists() and generated in store
+
+
+def test_a_dropped_a1111_png_restores_the_generate_settings(tiny_catalogue):
+    info = PngImagePlugin.PngInfo()
+    info.add_text(
+        "parameters",
+        "a castle on a hill\nNegative prompt: fog\nSteps: 3, Sampler: DDIM, CFG scale: 4.5, Seed: 77, Size: 72x64, Model: Tiny SD (test)",
+    )
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buffer, format="PNG", pnginfo=info)
+    at = open_page("1_Generate.py")
+    at.file_uploader(key="generate.restore-png").set_value(("castle.png", buffer.getvalue(), "image/png")).run()
+    assert not at.exception
+    assert at.text_area(key="generate.prompt").value == "a castle on a hill"
+    assert at.text_input(key="generate.negative").value == "fog"
+    assert at.selectbox(key="generate.size.tiny-sd").value == "Custom · 72×64"
+    assert at.slider(key="generate.tiny-sd.steps").value == 3
+    assert at.slider(key="generate.tiny-sd.guidance").value == 4.5
+    assert at.selectbox(key="generate.tiny-sd.scheduler").value == "DDIM"
+    assert at.number_input(key="generate.tiny-sd.seed").value == 77
+    assert "Settings restored from castle.png." in texts(at.caption)
+
+
+def test_a_png_without_parameters_is_refused_on_generate(tiny_catalogue):
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buffer, format="PNG")
+    at = open_page("1_Generate.py")
+    at.file_uploader(key="generate.restore-png").set_value(("plain.png", buffer.getvalue(), "image/png")).run()
+    assert [error.value for error in at.error] == [
+        "this PNG carries no generation parameters (no Canvas Studio or A1111 'parameters' text)"
+    ]

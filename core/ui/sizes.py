@@ -38,13 +38,30 @@ def size_for(spec: ModelSpec, aspect: tuple[int, int]) -> tuple[int, int]:
     return fit(width), fit(height)
 
 
-def presets(spec: ModelSpec) -> dict[str, tuple[int, int]]:
-    """Label -> (width, height), e.g. "Square 1:1 · 512×512"."""
+def presets(spec: ModelSpec, also: tuple[int, int] | None = None) -> dict[str, tuple[int, int]]:
+    """Label -> (width, height), e.g. "Square 1:1 · 512×512"; `also` (a restored size) is added as
+    "Custom · W×H" when no preset has it and the model can make it."""
     sized = {}
     for name, aspect in ASPECTS.items():
         width, height = size_for(spec, aspect)
         sized[f"{name} · {width}×{height}"] = (width, height)
+    if also is not None and tuple(also) not in sized.values() and fits(spec, also):
+        sized[custom_label(also)] = tuple(also)
     return sized
 
 
-__all__ = ["ASPECTS", "presets", "size_for"]
+def custom_label(size: tuple[int, int]) -> str:
+    return f"Custom · {size[0]}×{size[1]}"
+
+
+def fits(spec: ModelSpec, size: tuple[int, int]) -> bool:
+    """Whether the model can generate at `size` (its multiple, MIN_SIDE..max_side)."""
+    multiple = max(1, spec.size_multiple)
+    return all(isinstance(side, int) and MIN_SIDE <= side <= spec.max_side and side % multiple == 0 for side in size)
+
+
+def label_for(sizes: dict[str, tuple[int, int]], size: tuple[int, int]) -> str | None:
+    return next((label for label, value in sizes.items() if value == tuple(size)), None)
+
+
+__all__ = ["ASPECTS", "custom_label", "fits", "label_for", "presets", "size_for"]

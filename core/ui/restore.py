@@ -1,0 +1,110 @@
+"""Restoring the Generate page's settings from parameters: a dropped PNG (ours, or one carrying
+A1111 `parameters` text) or a result picked on the History page.
+
+Widget values are set through session_state before the widgets are drawn (a rerun, or a switch
+to the Generate page), so every restored setting shows in its widget and stays editable. What
+cannot be restored (a model not in this catalogue, a size the model cannot make) is said, never
+silently changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import streamlit as st
+
+from core.catalogue import Catalogue
+from core.errors import StudioError
+from core.history import generate_fields
+from core.infotext import png_parameters
+from core.requests import SCHEDULERS
+from core.ui.sampling import MODEL_DEFAULT
+from core.ui.sizes import fits, label_for, presets
+
+NOTES = "restore.notes"  # what the last restore could not do, shown once on the Generate page
+PAGE_KEY = "generate"  # the Generate page's widget keys start with this
+
+
+def restore_generate(parameters: Mapping[str, Any], catalogue: Catalogue, *, key: str = PAGE_KEY) -> list[str]:
+    """Set the Generate page's widgets to `parameters`; returns what could not be restored."""
+    fields = generate_fields(parameters)
+    notes: list[str] = []
+    state = st.session_state
+    state[f"{key}.prompt"] = fields.get("prompt", "")
+    state[f"{key}.negative"] = fields.get("negative_prompt", "")
+    spec = _model(fields.get("model"), parameters.get("model_name"), catalogue)
+    if spec is None:
+        current = state.get(f"{key}.model")
+        spec = catalogue.get(current) if current in {s.id for s in catalogue.for_task("txt2img")} else None
+        if fields.get("model"):
+            notes.append(f"model {fields['model']!r} is not in this catalogue; pick one")
+        if spec is None:
+            return notes
+    else:
+        state[f"{key}.model"] = spec.id
+    prefix = f"{key}.{spec.id}"
+    if "width" in fields and "height" in fields:
+        size = (fields["width"], fields["height"])
+        if fits(spec, size):
+            state[f"{key}.custom-size.{spec.id}"] = size
+            state[f"{key}.size.{spec.id}"] = label_for(presets(spec, also=size), size)
+        else:
+            notes.append(f"{spec.name} cannot make {size[0]}×{size[1]}; pick a size")
+    if isinstance(fields.get("num_images"), int) and 1 <= fields["num_images"] <= spec.max_images:
+        state[f"{key}.count.{spec.id}"] = fields["num_images"]
+    if "num_inference_steps" in fields:
+        state[f"{prefix}.steps"] = int(fields["num_inference_steps"])
+    if "guidance_scale" in fields:
+        state[f"{prefix}.guidance"] = float(fields["guidance_scale"])
+    scheduler = fields.get("scheduler")
+    if scheduler in SCHEDULERS:
+        state[f"{prefix}.scheduler"] = scheduler
+    elif scheduler is None:
+        state[f"{prefix}.scheduler"] = spec.default_scheduler or MODEL_DEFAULT
+    if isinstance(fields.get("seed"), int):
+        state[f"{prefix}.seed-random"] = False
+        state[f"{prefix}.seed"] = fields["seed"]
+    return notes
+
+
+def _model(model_id: str | None, model_name: str | None, catalogue: Catalogue):
+    """Our catalogue entry for an id (ours) or a name (A1111 writes its checkpoint's name)."""
+    candidates = catalogue.for_task("txt2img")
+    for wanted in (model_id, model_name):
+        if not wanted:
+            continue
+        for spec in candidates:
+            if wanted.lower() in (spec.id.lower(), spec.name.lower()):
+                return spec
+    return None
+
+
+def png_restore(catalogue: Catalogue, *, key: str = PAGE_KEY) -> None:
+    """ "Restore settings from a PNG": drop one and the page's widgets take its parameters.
+
+    Call before the page draws its widgets (their values are set, then the page reruns)."""
+    with st.expander("Restore settings from a PNG", icon=":material/settings_backup_restore:"):
+        dropped = st.file_uploader(
+            "A PNG made here, or by AUTOMATIC1111 (its 'parameters' text)",
+            type=["png"],
+            key=f"{key}.restore-png",
+            help="Only the settings are read, never the pixels.",
+        )
+        if dropped is not None and st.session_state.get(f"{key}.restored-from") != dropped.file_id:
+            try:
+                parsed = png_parameters(dropped.getvalue())
+            except StudioError as error:
+                st.error(error.message, icon=":material/error:")
+                return
+            st.session_state[f"{key}.restored-from"] = dropped.file_id
+            notes = restore_generate(parsed.fields, catalogue, key=key)
+            if parsed.skipped:
+                notes.append(f"not understood: {', '.join(parsed.skipped)}")
+            st.session_state[NOTES] = [f"Settings restored from {dropped.name}.", *notes]
+            st.rerun()
+    for note in st.session_state.pop(NOTES, []):
+        st.caption(note)
+
+
+__all__ = ["png_restore", "restore_generate"]
