@@ -19,10 +19,12 @@ from core.ui.models import multi_model_picker
 from core.ui.prompts import prompt_length_warning
 from core.ui.sampling import seed_input
 from core.ui.uploads import image_uploader
+from core.ui.xy_grid import xy_grid_page
 
 RUN = "compare.run"  # {"group": str, "jobs": [(model name, job id)]}
 TEXT, EDIT = "Text to image", "Inpainting"
 MAX_MODELS = 4
+MODELS, GRID = "Models side by side", "X/Y grid"
 
 
 def views(jobs: list[tuple[str, str]]) -> list[ItemView]:
@@ -43,6 +45,10 @@ st.title("Compare models")
 st.caption(
     "One input, several models, side by side, with each model's time and settings. Results already made come from the cache."
 )
+
+if st.radio("Compare", [MODELS, GRID], horizontal=True, key="compare.mode") == GRID:
+    xy_grid_page(key="grid")
+    st.stop()
 
 settings, studio = state.settings(), state.studio()
 task = st.radio("Task", [TEXT, EDIT], horizontal=True, key="compare.task")

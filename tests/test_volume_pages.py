@@ -14,9 +14,15 @@ from core import services
 from core.prompt_batch import batch_zip
 from core.provenance import read_parameters
 from core.requests import GenerateRequest, InpaintRequest
-from tests.app_helpers import button, open_page, run_until, texts
+from tests.app_helpers import STROKES, button, open_page, run_until, texts, upload_and_draw
 
 pytestmark = pytest.mark.usefixtures("fresh_app")
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def test_prompts_tab_runs_prompts_times_seeds_and_zips_them_with_a_manifest(tiny_catalogue):
@@ -120,3 +126,66 @@ def test_a_png_without_parameters_is_refused_on_generate(tiny_catalogue):
     assert [error.value for error in at.error] == [
         "this PNG carries no generation parameters (no Canvas Studio or A1111 'parameters' text)"
     ]
+
+
+# -- Compare: X/Y grid ----------------------------------------------------------------------------------
+
+
+def open_grid(task: str = "Text to image"):
+    at = open_page("4_Compare.py")
+    at.radio(key="compare.mode").set_value("X/Y grid").run()
+    at.radio(key="grid.task").set_value(task).run()
+    return at
+
+
+def test_grid_2x2_runs_through_the_queue_and_a_rerun_is_all_from_the_store(tiny_catalogue):
+    at = open_grid()
+    at.text_area(key="grid.prompt").set_value("a red cube").run()
+    at.selectbox(key="grid.x.kind").set_value("seed").run()
+    at.text_input(key="grid.x.values.seed").set_value("1, 2").run()
+    at.selectbox(key="grid.y.kind").set_value("steps").run()
+    at.text_input(key="grid.y.values.steps").set_value("1-2").run()
+    button(at, "Run grid").click()
+    at = run_until(at.run(), lambda at: len(at.get("download_button")) == 2, what="the grid to finish")
+    grid, run = at.session_state["grid.run"]
+    assert [(item.parameters["seed"], item.parameters["num_inference_steps"]) for item in grid.items] == [
+        (1, 1),
+        (2, 1),
+        (1, 2),
+        (2, 2),
+    ]
+    assert sum(caption.endswith(" s") for caption in texts(at.caption)) == 4  # each cell's time
+    assert [widget.label for widget in at.get("download_button")] == [
+        "Download the grid (PNG)",
+        "Download 4 single images (ZIP)",
+    ]
+    button(at, "Run grid").click()
+    at = run_until(
+        at.run(),
+        lambda at: len(at.get("download_button")) == 2 and at.session_state["grid.run"][1] is not run,
+        what="the re-run",
+    )
+    assert sum(caption == "from the store (nothing ran)" for caption in texts(at.caption)) == 4
+
+
+def test_grid_refuses_bad_axis_values_with_the_core_message(tiny_catalogue):
+    at = open_grid()
+    at.text_area(key="grid.prompt").set_value("a red cube").run()
+    at.selectbox(key="grid.x.kind").set_value("steps").run()
+    at.text_input(key="grid.x.values.steps").set_value("10, many").run()
+    button(at, "Run grid").click()
+    at.run()
+    assert "Steps: 'many' is not a whole number" in [error.value for error in at.error]
+    assert "grid.run" not in at.session_state
+
+
+def test_grid_inpainting_shows_the_change_inside_the_mask_and_none_outside(coffee):
+    at = open_grid("Inpainting")
+    at.selectbox(key="grid.x.kind").set_value("model").run()
+    at.multiselect(key="grid.x.models").set_value(["opencv-telea", "opencv-ns"]).run()
+    at.selectbox(key="grid.y.kind").set_value("none").run()
+    at = upload_and_draw(at, png_bytes(coffee), STROKES["freedraw"], key="grid")
+    button(at, "Run grid").click()
+    at = run_until(at.run(), lambda at: len(at.get("download_button")) == 2, what="the grid to finish")
+    changes = [text for text in texts(at.caption) if text.startswith("changed ")]
+    assert len(changes) == 2 and all(text.endswith("outside the mask: unchanged ✓") for text in changes)
