@@ -103,6 +103,28 @@ class ModelSpec:
             return int(self.memory_mb) * memory.MIB
         return memory.estimated_need(self.engine, self._local_weight_files())
 
+    def tiny_vae_folder(self) -> Path | None:
+        """The tiny autoencoder's local folder (a folder of its own, or the Hub cache), or None."""
+        if not self.tiny_vae:
+            return None
+        folder = Path(self.tiny_vae).expanduser()
+        if (folder / "config.json").is_file():
+            return folder
+        if not _HUB_ID_PATTERN.match(self.tiny_vae):
+            return None
+        config = _hub_cache_path(self.tiny_vae, "config.json", None)
+        return None if config is None else config.parent
+
+    def default_decoder(self) -> str | None:
+        """"fast" (the tiny autoencoder) on a CPU when it is on disk, else "full" (the model's own
+        VAE); None for engines that have no decoder to choose."""
+        from core import devices
+
+        if self.engine != "diffusers":
+            return None
+        on_cpu = devices.runs_on_cpu(os.environ.get("STUDIO_DEVICE"))
+        return "fast" if on_cpu and self.tiny_vae_folder() is not None else "full"
+
     def _local_weight_files(self) -> list[Path]:
         from core import memory
 

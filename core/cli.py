@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from core.errors import StudioError
-from core.requests import SCHEDULERS, GenerateRequest, InpaintRequest
+from core.requests import DECODERS, SCHEDULERS, GenerateRequest, InpaintRequest
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
@@ -86,6 +86,7 @@ def _generate(args) -> int:
         height=args.height,
         num_images=args.num_images,
         scheduler=args.scheduler,
+        decoder=args.decoder,
     )
     if args.prompts is not None:
         return _prompt_batch(studio, args, request)
@@ -215,6 +216,7 @@ def _run_inpaint(studio, args, image, mask, *, label: str, quiet: bool = False):
         strength=args.strength,
         seed=args.seed,
         scheduler=args.scheduler,
+        decoder=args.decoder,
         mask_blur=args.mask_blur,
         mask_grow=args.mask_grow,
         invert_mask=args.invert_mask,
@@ -305,6 +307,9 @@ def _positive_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--guidance", type=float, help="guidance scale (default: the model's)")
     parser.add_argument("--seed", type=int, help="0..4294967295 (default: random, printed)")
     parser.add_argument("--scheduler", choices=SCHEDULERS, help="sampler (default: the model's)")
+    parser.add_argument(
+        "--decoder", choices=DECODERS, help="fast: the tiny autoencoder; full: the model's VAE (default: fast on a CPU)"
+    )
 
 
 def _inpaint_args(parser: argparse.ArgumentParser) -> None:

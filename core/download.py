@@ -37,6 +37,11 @@ def download_model(spec: ModelSpec) -> str:
                 snapshot_download(config, allow_patterns=["*.json", "*.txt"])
         else:
             _download_pipeline(spec)
+        if spec.tiny_vae and spec.tiny_vae_folder() is None:  # the fast decoder comes with its model
+            from huggingface_hub import snapshot_download
+
+            repo = spec.tiny_vae
+            snapshot_download(spec.tiny_vae, allow_patterns=["config.json", "*.safetensors"])
     except ModelUnavailableError:
         raise
     except Exception as error:  # network, auth, missing repo: one line, no path or token

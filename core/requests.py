@@ -27,6 +27,7 @@ MIN_SIDE = 64
 MAX_MASK_PIXELS = 512  # blur / grow / padding bounds, in image pixels
 MAX_PADDING = 2048
 
+DECODERS = ("fast", "full")  # fast: the catalogue's tiny autoencoder (TAESD); full: the model's own VAE
 SCHEDULERS = ("Euler", "Euler a", "DPM++ 2M", "DPM++ 2M Karras", "DDIM", "UniPC", "LCM", "PNDM")
 
 
@@ -69,6 +70,7 @@ class _Sampling:
     guidance_scale: float | None = None
     seed: int | None = None
     scheduler: str | None = None
+    decoder: str | None = None  # DECODERS; None: fast on a CPU when the model has a tiny autoencoder, else full
 
     def with_defaults(self, spec: ModelSpec):
         """Model defaults for every None field, and a random seed drawn once if none was given
@@ -79,6 +81,7 @@ class _Sampling:
             guidance_scale=float(spec.default_guidance if self.guidance_scale is None else self.guidance_scale),
             seed=(random_seed() if self.seed is None else self.seed) if spec.generative else 0,
             scheduler=spec.default_scheduler if self.scheduler is None else self.scheduler,
+            decoder=spec.default_decoder() if self.decoder is None else self.decoder,
         )
 
     def _validate_sampling(self, spec: ModelSpec) -> None:
@@ -92,6 +95,13 @@ class _Sampling:
             _check_int("seed", self.seed, 0, MAX_SEED)
         if self.scheduler is not None and self.scheduler not in SCHEDULERS:
             raise BadParameterError(f"scheduler must be one of {', '.join(SCHEDULERS)}; got {self.scheduler!r}")
+        if self.decoder is not None:
+            if self.decoder not in DECODERS:
+                raise BadParameterError(f"decoder must be one of {', '.join(DECODERS)}; got {self.decoder!r}")
+            if spec.engine != "diffusers":
+                raise BadParameterError(f"{spec.name} has no decoder to choose; leave decoder unset")
+            if self.decoder == "fast" and not spec.tiny_vae:
+                raise BadParameterError(f"{spec.name} has no fast decoder; set tiny_vae in its catalogue entry")
 
 
 @dataclass(frozen=True)

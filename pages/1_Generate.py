@@ -12,7 +12,7 @@ from core.ui.jobs import job_result, lookup
 from core.ui.models import model_picker
 from core.ui.prompts import prompt_length_warning
 from core.ui.restore import png_restore
-from core.ui.sampling import sampling_controls
+from core.ui.sampling import decoder_choice, sampling_controls
 from core.ui.sizes import presets
 from core.ui.uploads import load_named
 
@@ -50,6 +50,7 @@ with controls:
             help=f"Multiples of {spec.size_multiple}, at most {spec.max_side} px a side.",
         )
         count = st.slider("Images", 1, spec.max_images, 1, key=f"generate.count.{spec.id}")
+        decoder = decoder_choice(spec, key="generate")
         with st.expander("Settings", expanded=False):
             sampling = sampling_controls(spec, key="generate", scheduler=True)
 
@@ -65,6 +66,7 @@ with controls:
                 width=width,
                 height=height,
                 num_images=count,
+                decoder=decoder,
                 **sampling.request_fields(strength=False),
             )
             st.session_state[JOB] = state.queue().submit(

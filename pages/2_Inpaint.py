@@ -13,7 +13,7 @@ from core.ui.jobs import job_result, lookup
 from core.ui.mask_editor import MaskOptions, PhotoScale, mask_editor, mask_preview
 from core.ui.models import model_picker
 from core.ui.prompts import prompt_length_warning
-from core.ui.sampling import sampling_controls
+from core.ui.sampling import decoder_choice, sampling_controls
 from core.ui.uploads import LoadedImage, image_uploader, load_named
 
 SOURCE, JOB, JOB_SOURCE, UPLOAD_SEEN = "inpaint.source", "inpaint.job", "inpaint.job-source", "inpaint.upload-seen"
@@ -89,7 +89,7 @@ with preview_column:
 how_column, result_column = st.columns([3, 2], gap="large")
 with how_column:
     mode = st.radio("Mode", [REMOVE, REPLACE], horizontal=True, key="inpaint.mode")
-    sampling = None
+    sampling = decoder = None
     prompt = negative = ""
     if mode == REMOVE:
         spec = model_picker(
@@ -111,6 +111,7 @@ with how_column:
         negative = st.text_input("Negative prompt: what to avoid", key="inpaint.negative")
         if spec is not None:
             prompt_length_warning(studio, spec, prompt)
+            decoder = decoder_choice(spec, key="inpaint")
             with st.expander("Settings", expanded=True):
                 sampling = sampling_controls(spec, key="inpaint", strength=True)
 
@@ -135,6 +136,7 @@ with how_column:
                 invert_mask=options.invert_mask,
                 padding=padding,
                 whole_image=whole_image,
+                decoder=decoder,
                 **({} if sampling is None else sampling.request_fields(strength=True)),
             )
             job_id = state.queue().submit(

@@ -60,11 +60,11 @@ def run_python(code: str, *args: str) -> subprocess.CompletedProcess:
 
 GENERATE = GenerateRequest(
     model="sd-turbo", prompt="a lighthouse at dusk", negative_prompt="blurry", num_inference_steps=20,
-    guidance_scale=7.5, seed=1234, scheduler="Euler a", width=512, height=512, num_images=2,
+    guidance_scale=7.5, seed=1234, scheduler="Euler a", decoder="fast", width=512, height=512, num_images=2,
 )  # fmt: skip
 INPAINT = InpaintRequest(
     model="sd-inpaint", prompt="a red door", negative_prompt="text", num_inference_steps=25, guidance_scale=6.0,
-    seed=99, scheduler="DDIM", strength=0.8, mask_blur=4, mask_grow=2, invert_mask=False, padding=32,
+    seed=99, scheduler="DDIM", decoder="full", strength=0.8, mask_blur=4, mask_grow=2, invert_mask=False, padding=32,
     whole_image=False,
 )  # fmt: skip
 DIGESTS = {"image": make_key("image"), "mask": make_key("mask")}

@@ -180,6 +180,25 @@ def build_tiny_pipelines(root: Path) -> dict[str, Path]:
     return folders
 
 
+def build_tiny_autoencoder(folder: Path) -> Path:
+    """A tiny AutoencoderTiny (TAESD's architecture: 4 levels, so it too scales by 8, 4 latent
+    channels), saved like the public TAESD weights: config.json and a safetensors file."""
+    import torch
+    from diffusers import AutoencoderTiny
+
+    with torch.random.fork_rng():
+        torch.manual_seed(4)
+        tiny = AutoencoderTiny(
+            encoder_block_out_channels=(8, 8, 8, 8),
+            decoder_block_out_channels=(8, 8, 8, 8),
+            num_encoder_blocks=(1, 1, 1, 1),
+            num_decoder_blocks=(1, 1, 1, 1),
+            latent_channels=4,
+        ).eval()
+    tiny.save_pretrained(folder)
+    return Path(folder)
+
+
 # ---------------------------------------------------------------------------------------------
 # A tiny safety checker
 
@@ -330,8 +349,11 @@ def write_single_file_checkpoint(pipeline_folder: Path, target: Path) -> Path:
 # Fixtures
 
 
-def write_catalogue(path: Path, folders: dict[str, Path], *, working_resolution: int = 64) -> Path:
-    """A catalogue file (the format of core/models.toml) registering the tiny pipelines."""
+def write_catalogue(
+    path: Path, folders: dict[str, Path], *, working_resolution: int = 64, tiny_vae: Path | None = None
+) -> Path:
+    """A catalogue file (the format of core/models.toml) registering the tiny pipelines (with a
+    tiny autoencoder for the fast decoder when `tiny_vae` is given)."""
     common = (
         'engine = "diffusers"\n'
         f"working_resolution = {working_resolution}\n"
@@ -340,7 +362,7 @@ def write_catalogue(path: Path, folders: dict[str, Path], *, working_resolution:
         "default_steps = 2\n"
         "default_guidance = 7.5\n"
         'licence = "test weights"\n'
-    )
+    ) + (f"tiny_vae = {json.dumps(str(tiny_vae))}\n" if tiny_vae else "")
     path.write_text(
         "[models.tiny-sd]\n"
         'name = "Tiny SD (test)"\n'
@@ -364,6 +386,11 @@ def tiny_pipeline_dirs(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def tiny_catalogue_file(tiny_pipeline_dirs, tmp_path_factory) -> Path:
     return write_catalogue(tmp_path_factory.mktemp("tiny-catalogue") / "models.toml", tiny_pipeline_dirs)
+
+
+@pytest.fixture(scope="session")
+def tiny_autoencoder(tmp_path_factory) -> Path:
+    return build_tiny_autoencoder(tmp_path_factory.mktemp("tiny-vae") / "tiny-taesd")
 
 
 @pytest.fixture(scope="session")

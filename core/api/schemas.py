@@ -32,6 +32,9 @@ class _SamplingBody(BaseModel):
     guidance_scale: float | None = Field(None, description="null: the model's default")
     seed: int | None = Field(None, description="0..4294967295; null: a random seed, reported in the result")
     scheduler: str | None = Field(None, description="null: the model's default")
+    decoder: str | None = Field(
+        None, description='"fast" (tiny autoencoder) or "full" (the model\'s VAE); null: fast on a CPU when the model has one'
+    )
 
 
 class GenerateBody(_SamplingBody):

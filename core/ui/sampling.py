@@ -13,7 +13,7 @@ from typing import Any
 import streamlit as st
 
 from core.catalogue import ModelSpec
-from core.requests import MAX_GUIDANCE, MAX_SEED, MAX_STEPS, SCHEDULERS
+from core.requests import DECODERS, MAX_GUIDANCE, MAX_SEED, MAX_STEPS, SCHEDULERS
 
 MODEL_DEFAULT = "Model default"
 
@@ -90,4 +90,21 @@ def sampling_controls(spec: ModelSpec, *, key: str, strength: bool = False, sche
     return Sampling(steps, guidance, seed_input(key=prefix), chosen_scheduler, chosen_strength)
 
 
-__all__ = ["MODEL_DEFAULT", "Sampling", "sampling_controls", "seed_input"]
+def decoder_choice(spec: ModelSpec, *, key: str) -> str | None:
+    """The visible "Decoder: fast / full" choice for models with a tiny autoencoder (None for the
+    others); its default is the core's (fast on a CPU)."""
+    default = spec.default_decoder()
+    if default is None or not spec.tiny_vae:
+        return None
+    return st.radio(
+        "Decoder",
+        DECODERS,
+        index=DECODERS.index(default),
+        horizontal=True,
+        key=f"{key}.{spec.id}.decoder",
+        help="fast: a tiny autoencoder (TAESD), about 15x quicker on a CPU, slightly softer fine detail. "
+        "full: the model's own VAE. The choice is saved in the PNG's parameters.",
+    )
+
+
+__all__ = ["MODEL_DEFAULT", "Sampling", "decoder_choice", "sampling_controls", "seed_input"]
