@@ -16,13 +16,13 @@ import pytest
 from PIL import Image, ImageDraw
 
 from core import masks
-from core.cache import ResultStore
 from core.catalogue import Catalogue
 from core.errors import BadParameterError, CancelledError, ModelUnavailableError
 from core.pool import ModelPool
 from core.provenance import read_parameters
 from core.requests import GenerateRequest, InpaintRequest
 from core.runner import Studio
+from core.store import ResultStore
 from tests.tiny_pipelines import write_catalogue
 
 PROMPT = "a lighthouse at dusk"
