@@ -146,6 +146,9 @@ def test_models_are_listed_and_switched_per_server(webui, http, astronaut):
     assert "Euler a" in webui.util_get_sampler_names() and "karras" in webui.util_get_scheduler_names()
     assert webui.get_scripts() == {"txt2img": [], "img2img": []}
     assert webui.get_cmd_flags()["api"] is True
+    assert webui.get_upscalers() == [] and webui.get_sd_vae() == [] and webui.get_loras() == []
+    assert webui.get_embeddings() == {"loaded": {}, "skipped": {}}
+    assert webui.custom_get("internal/ping") == {}  # what SillyTavern checks
     webui.refresh_checkpoints()
     assert webui.util_get_current_model() == "tiny-sd"
     try:

@@ -17,10 +17,10 @@ body cap and who a client is.
 
 from collections.abc import Callable
 
-from starlette.routing import BaseRoute, Mount
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from core.api.a1111_routes import SDAPI_PREFIX, create_sdapi
+from core.api.a1111_routes import PING_PATH, SDAPI_PREFIX, create_sdapi, ping
 from core.api.openai_routes import OPENAI_PREFIX, create_openai_images
 from core.api.routes import API_PREFIX, create_api
 
@@ -31,6 +31,7 @@ def api_routes() -> list[BaseRoute]:
     return [
         Mount(API_PREFIX, app=_BuiltOnFirstRequest(create_api)),
         Mount(SDAPI_PREFIX, app=_BuiltOnFirstRequest(create_sdapi)),
+        Route(PING_PATH, ping, methods=["GET"]),
         Mount(OPENAI_PREFIX, app=_BuiltOnFirstRequest(create_openai_images)),
     ]
 

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import copy
 import io
 import threading
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -37,6 +39,21 @@ from core.jobs import JobState, JobStatus
 from core.runner import Result
 
 SDAPI_PREFIX = "/sdapi/v1"
+PING_PATH = "/internal/ping"
+# What A1111 clients list to fill their menus (SillyTavern asks for upscalers and VAEs, openOutpaint
+# for LoRAs and embeddings...): none of these exist here, and an empty list says so without an error.
+NOTHING_HERE: dict[str, Any] = {
+    "/upscalers": [],
+    "/latent-upscale-modes": [],
+    "/sd-vae": [],
+    "/loras": [],
+    "/hypernetworks": [],
+    "/face-restorers": [],
+    "/realesrgan-models": [],
+    "/prompt-styles": [],
+    "/extensions": [],
+    "/embeddings": {"loaded": {}, "skipped": {}},
+}
 
 
 class PngInfoBody(BaseModel):
@@ -117,10 +134,8 @@ def create_sdapi(*, sync_timeout_s: float | None = None, max_body_bytes: int | N
 
         return await anyio.to_thread.run_sync(listed)
 
-    @api.post("/refresh-checkpoints")
-    async def refresh_checkpoints() -> None:
-        # Availability is looked up on every listing (downloads show at once): nothing to refresh.
-        return None
+    # Availability is looked up on every listing (downloads show at once): nothing to refresh.
+    api.add_api_route("/refresh-checkpoints", _nothing_to_refresh, methods=["POST"])
 
     @api.get("/samplers")
     async def samplers() -> list[dict[str, Any]]:
@@ -152,6 +167,11 @@ def create_sdapi(*, sync_timeout_s: float | None = None, max_body_bytes: int | N
     async def scripts() -> dict[str, list[str]]:
         return {"txt2img": [], "img2img": []}
 
+    for path, answer in NOTHING_HERE.items():
+        api.add_api_route(path, _answering(answer), methods=["GET"])
+    for path in ("/refresh-vae", "/refresh-loras"):
+        api.add_api_route(path, _nothing_to_refresh, methods=["POST"])
+
     @api.get("/progress")
     async def progress(request: Request, skip_current_image: bool = False) -> dict[str, Any]:
         return await anyio.to_thread.run_sync(_progress, client_session(request), skip_current_image)
@@ -171,6 +191,22 @@ def create_sdapi(*, sync_timeout_s: float | None = None, max_body_bytes: int | N
         return await anyio.to_thread.run_sync(_png_info, body.image)
 
     return api
+
+
+async def _nothing_to_refresh() -> None:
+    return None
+
+
+def _answering(answer: Any) -> Callable[[], Awaitable[Any]]:
+    async def constant() -> Any:
+        return copy.deepcopy(answer)
+
+    return constant
+
+
+async def ping(request: Request) -> JSONResponse:
+    """A1111's `GET /internal/ping` (outside /sdapi/v1), which SillyTavern calls to check the server."""
+    return JSONResponse({})
 
 
 def _model_for(body: a1111.Txt2ImgBody, task: str, options: _Options):
@@ -299,4 +335,4 @@ def _png_info(image: str) -> dict[str, Any]:
     return {"info": text, "items": chunks, "parameters": parameters}
 
 
-__all__ = ["SDAPI_PREFIX", "create_sdapi"]
+__all__ = ["PING_PATH", "SDAPI_PREFIX", "create_sdapi", "ping"]
