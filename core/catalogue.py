@@ -23,9 +23,9 @@ TASKS = ("txt2img", "inpaint", "segment")
 ENGINES = ("opencv", "diffusers", "lama", "hosted", "sam")
 _ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 HOSTED_HINT = (
-    "needs a Hugging Face token: set HF_TOKEN in the environment, or HF_TOKEN = \"hf_...\" in "
+    'needs a Hugging Face token: set HF_TOKEN in the environment, or HF_TOKEN = "hf_..." in '
     ".streamlit/secrets.toml (Community Cloud: app settings > Secrets); create a fine-grained token "
-    "allowed to \"Make calls to Inference Providers\" at huggingface.co/settings/tokens"
+    'allowed to "Make calls to Inference Providers" at huggingface.co/settings/tokens'
 )
 _HUB_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -234,6 +234,13 @@ class Catalogue:
             if spec.engine == "lama" and spec.availability().ready:
                 return spec.id
         return "opencv-telea"
+
+    def default_segment_model(self) -> str:
+        """The first segmentation model that can run now, else the first one (its error says how to get it)."""
+        specs = self.for_task("segment")
+        if not specs:
+            raise UnknownModelError("the catalogue has no segmentation model")
+        return next((spec.id for spec in specs if spec.availability().ready), specs[0].id)
 
     def default_generative_model(self, task: str) -> str | None:
         """For Generate and Replace: on a host with no GPU, the first hosted model that can run

@@ -178,6 +178,64 @@ def _batch(args) -> int:
     return EXIT_OK if failures == 0 else EXIT_BAD_INPUT
 
 
+def _outpaint(args) -> int:
+    from core.images import load_image
+    from core.requests import OutpaintRequest
+
+    sides = {name: getattr(args, name) for name in ("left", "top", "right", "bottom") if getattr(args, name)}
+    if args.aspect is None and not sides:
+        raise UsageError("give --left/--right/--top/--bottom PX, or --aspect W:H")
+    if args.anchor != "center" and args.aspect is None:
+        raise UsageError("--anchor goes with --aspect")
+    studio = _studio()
+    image = load_image(_read(args.image, "image"), studio.image_limits)
+    optional = {"strength": args.strength} if args.strength is not None else {}
+    request = OutpaintRequest(
+        model=args.model,
+        image=image,
+        prompt=args.prompt,
+        negative_prompt=args.negative,
+        num_inference_steps=args.steps,
+        guidance_scale=args.guidance,
+        seed=args.seed,
+        scheduler=args.scheduler,
+        aspect=args.aspect,
+        anchor=args.anchor,
+        **sides,
+        **optional,
+    )
+    result = _run(studio, request, label=Path(args.image).name)
+    _write(Path(args.output), result.pngs[0])
+    return EXIT_OK
+
+
+def _segment(args) -> int:
+    from core.images import load_image
+    from core.masks.files import mask_png
+    from core.requests import SegmentRequest
+
+    studio = _studio()
+    image = load_image(_read(args.image, "image"), studio.image_limits)
+    points = tuple((x, y, True) for x, y in args.point) + tuple((x, y, False) for x, y in args.exclude)
+    model = args.model or studio.catalogue.default_segment_model()
+    mask = studio.segment(SegmentRequest(model=model, image=image, points=points, box=args.box))
+    _write(Path(args.output), mask_png(mask))
+    return EXIT_OK
+
+
+def _numbers(count: int, what: str):
+    def parse(text: str) -> tuple[float, ...]:
+        try:
+            values = tuple(float(part) for part in text.split(","))
+        except ValueError:
+            values = ()
+        if len(values) != count:
+            raise argparse.ArgumentTypeError(f"{what} must be {count} numbers separated by commas, got {text!r}")
+        return values
+
+    return parse
+
+
 def _info(args) -> int:
     from core.provenance import read_parameters
 
@@ -366,6 +424,43 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("-o", "--output", required=True, help="output folder")
     _inpaint_args(sub)
     sub.set_defaults(command=_batch)
+
+    sub = commands.add_parser("outpaint", help="extend the canvas on any side, or to an aspect ratio")
+    sub.add_argument("image")
+    sub.add_argument("-o", "--output", required=True)
+    for side in ("left", "top", "right", "bottom"):
+        sub.add_argument(f"--{side}", type=int, default=0, metavar="PX", help=f"pixels to add on the {side}")
+    sub.add_argument("--aspect", metavar="W:H", help="grow to this aspect ratio instead (e.g. 16:9)")
+    sub.add_argument(
+        "--anchor", default="center", help="with --aspect: where the photo sits (center, left, top-right, …)"
+    )
+    _positive_args(sub)
+    sub.add_argument("--prompt", default="", help="what the new area shows (diffusion models)")
+    sub.add_argument("--strength", type=float, help="(0, 1]; below 1 keeps the pre-fill's colours (default 0.9)")
+    sub.set_defaults(command=_outpaint)
+
+    sub = commands.add_parser("segment", help="a mask of the object under clicked points and/or in a box")
+    sub.add_argument("image")
+    sub.add_argument("-o", "--output", required=True, help="the mask PNG (white = selected)")
+    sub.add_argument(
+        "--point",
+        type=_numbers(2, "--point"),
+        action="append",
+        default=[],
+        metavar="X,Y",
+        help="on the object (repeat)",
+    )
+    sub.add_argument(
+        "--exclude",
+        type=_numbers(2, "--exclude"),
+        action="append",
+        default=[],
+        metavar="X,Y",
+        help="not part of it (repeat)",
+    )
+    sub.add_argument("--box", type=_numbers(4, "--box"), metavar="L,T,R,B", help="around the object, photo pixels")
+    sub.add_argument("--model", help="segmentation model id (default: the catalogue's first)")
+    sub.set_defaults(command=_segment)
 
     sub = commands.add_parser("info", help="print the parameters stored in a result PNG")
     sub.add_argument("file")

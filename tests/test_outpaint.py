@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -185,3 +187,48 @@ def _fields(request: OutpaintRequest) -> dict:
     from dataclasses import fields
 
     return {f.name: getattr(request, f.name) for f in fields(request)}
+
+
+def test_cli_and_api_extend_the_same_way_and_the_api_queues_it_as_a_job(tmp_path, coffee, monkeypatch):
+    import base64
+
+    from starlette.applications import Starlette
+    from starlette.testclient import TestClient
+
+    from core import services
+    from core.api import API_PREFIX, api_routes
+    from core.cli import main
+    from tests.api_helpers import wait_for_status
+
+    monkeypatch.setenv("STUDIO_CACHE_DIR", str(tmp_path / "cache"))
+    photo = tmp_path / "coffee.png"
+    coffee.resize((200, 150)).save(photo)
+    out = tmp_path / "wide.png"
+    assert (
+        main(
+            ["outpaint", str(photo), "--aspect", "16:9", "--anchor", "left", "--model", "opencv-telea", "-o", str(out)]
+        )
+        == 0
+    )
+    assert main(["outpaint", str(photo), "--model", "opencv-telea", "-o", str(out)]) == 2  # nothing to extend
+    services.reset()
+    try:
+        with TestClient(Starlette(routes=api_routes())) as client:
+            image = base64.b64encode(photo.read_bytes()).decode()
+            answer = client.post(f"{API_PREFIX}/outpaint", json={"model": "opencv-telea", "image": image, "right": 67})
+            assert answer.status_code == 200, answer.text
+            body = answer.json()
+            assert body["cached"] and base64.b64decode(body["image"]) == out.read_bytes()  # the CLI's result
+            created = client.post(
+                f"{API_PREFIX}/jobs", json={"task": "outpaint", "model": "opencv-telea", "image": image, "top": 10}
+            )
+            assert created.status_code == 202, created.text
+            wait_for_status(client, created.json()["id"], {"done"})
+            result = client.get(f"{API_PREFIX}/jobs/{created.json()['id']}/result").json()
+            assert Image.open(io.BytesIO(base64.b64decode(result["image"]))).size == (200, 160)
+            refused = client.post(
+                f"{API_PREFIX}/outpaint", json={"model": "opencv-telea", "image": image, "aspect": "wide"}
+            )
+            assert refused.status_code == 400 and "aspect" in refused.json()["error"]["message"]
+    finally:
+        services.reset()

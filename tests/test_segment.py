@@ -83,9 +83,7 @@ def test_an_exclude_point_removes_what_is_around_it(studio):
     both = ((300, 300, True), (1150, 300, True))
     whole = np.asarray(studio.segment(SegmentRequest(model="tiny-sam", image=photo, points=both))) > 0
     assert whole[300, 300] and whole[300, 1150]
-    cut = np.asarray(
-        studio.segment(SegmentRequest(model="tiny-sam", image=photo, points=(*both, (1150, 300, False))))
-    )
+    cut = np.asarray(studio.segment(SegmentRequest(model="tiny-sam", image=photo, points=(*both, (1150, 300, False)))))
     assert cut[300, 300] == 255 and cut[300, 1150] == 0 and cut[300, 1380] == 255  # a disc around the exclude click
 
 
@@ -143,3 +141,66 @@ def test_a_click_after_the_first_is_quick(studio):
     started = time.perf_counter()
     studio.segment(SegmentRequest(model="tiny-sam", image=photo, points=((320, 300, True),)))
     assert time.perf_counter() - started < 1.0  # the real-size figure is in bench/segment_click.py
+
+
+# -- the same mask from the CLI and the API ----------------------------------------------------
+
+
+def test_cli_and_api_give_the_same_mask_for_the_same_clicks(tiny_sam_file, monkeypatch, tmp_path):
+    import base64
+    import io
+
+    from starlette.applications import Starlette
+    from starlette.testclient import TestClient
+
+    from core import services
+    from core.api import API_PREFIX, api_routes
+    from core.cli import main
+
+    monkeypatch.setenv("STUDIO_MODELS_FILE", str(tiny_sam_file))
+    photo_path = tmp_path / "scene.png"
+    scene().save(photo_path)
+    out = tmp_path / "mask.png"
+    status = main(
+        [
+            "segment",
+            str(photo_path),
+            "--point",
+            "300,300",
+            "--exclude",
+            "500,300",
+            "--box",
+            "100,100,700,500",
+            "-o",
+            str(out),
+            "--model",
+            "tiny-sam",
+        ]
+    )
+    assert status == 0
+    services.reset()
+    try:
+        with TestClient(Starlette(routes=api_routes())) as client:
+            body = {
+                "model": "tiny-sam",
+                "image": base64.b64encode(photo_path.read_bytes()).decode(),
+                "points": [{"x": 300, "y": 300}, {"x": 500, "y": 300, "include": False}],
+                "box": [100, 100, 700, 500],
+            }
+            answer = client.post(f"{API_PREFIX}/segment", json=body)
+            assert answer.status_code == 200, answer.text
+            payload = answer.json()
+            assert (payload["width"], payload["height"], payload["model"]) == (1500, 600, "tiny-sam")
+            assert base64.b64decode(payload["mask"]) == out.read_bytes()
+            mask = np.asarray(Image.open(io.BytesIO(out.read_bytes())))
+            assert mask[300, 300] == 255 and mask[300, 500] == 0
+            # Bad prompts are a 400 with one line; a missing model a 503 that says how to get it.
+            bad = client.post(f"{API_PREFIX}/segment", json={**body, "points": [], "box": None})
+            assert bad.status_code == 400 and "click" in bad.json()["error"]["message"]
+            missing = client.post(f"{API_PREFIX}/segment", json={**body, "model": "mobile-sam"})
+            assert (
+                missing.status_code == 503
+                and "python -m core download mobile-sam" in missing.json()["error"]["message"]
+            )
+    finally:
+        services.reset()

@@ -28,6 +28,9 @@ from core.api.schemas import (
     JobCreated,
     JobInfo,
     ModelInfo,
+    OutpaintBody,
+    SegmentBody,
+    SegmentResult,
     error_responses,
 )
 from core.errors import StudioError
@@ -38,6 +41,7 @@ from core.runner import Result
 log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/v1"
+_SEGMENTERS = anyio.CapacityLimiter(2)  # selections at once (each holds a decoded photo)
 
 
 _AUTH_ERRORS = (401, 413, 422)
@@ -104,6 +108,25 @@ def create_api(*, sync_timeout_s: float | None = None, max_body_bytes: int | Non
         return _result_body(result, "inpaint")
 
     @api.post(
+        "/outpaint",
+        response_model=InpaintResult,
+        responses=error_responses(*_SUBMIT_ERRORS, 409, 500, 504),
+        summary="Extend the canvas on any side or to an aspect ratio; waits for the result",
+    )
+    async def outpaint(body: OutpaintBody, request: Request) -> dict[str, Any]:
+        result = await _run_and_wait(body, request, sync_timeout_s)
+        return _result_body(result, "outpaint")
+
+    @api.post(
+        "/segment",
+        response_model=SegmentResult,
+        responses=error_responses(*_AUTH_ERRORS, 400, 404, 503),
+        summary="A mask of the object under clicked points and/or in a box (no queue: one decoder run per click)",
+    )
+    async def segment(body: SegmentBody) -> dict[str, Any]:
+        return await anyio.to_thread.run_sync(_segment, body, limiter=_SEGMENTERS)
+
+    @api.post(
         "/jobs",
         status_code=202,
         response_model=JobCreated,
@@ -135,7 +158,7 @@ def create_api(*, sync_timeout_s: float | None = None, max_body_bytes: int | Non
             result = await runs.on_job(job_id, JobQueue.result)
         except JobNotDoneError as not_done:
             raise JobOutcome(not_done.status) from None
-        return _result_body(result, "inpaint" if result.parameters.get("task") == "inpaint" else "generate")
+        return _result_body(result, result.parameters.get("task", "generate"))
 
     @api.delete(
         "/jobs/{job_id}", response_model=JobInfo, responses=error_responses(*_AUTH_ERRORS, 404), summary="Cancel a job"
@@ -165,14 +188,25 @@ def _openapi_with_bearer(api: FastAPI) -> dict[str, Any]:
 # -- submitting ------------------------------------------------------------------------------------
 
 
-def _submit(body: GenerateBody | InpaintBody, client: str) -> JobStatus:
+def _segment(body: SegmentBody) -> dict[str, Any]:
+    """Decode, select, encode (blocking). The photo's embedding stays cached by its digest, so a
+    client sending the same photo with new clicks pays only for the decoder."""
+    from core.masks.files import mask_png
+
+    request = body.to_request()
+    mask = services.studio().segment(request)
+    encoded = base64.b64encode(mask_png(mask)).decode("ascii")
+    return {"mask": encoded, "width": mask.width, "height": mask.height, "model": request.model}
+
+
+def _submit(body: GenerateBody | InpaintBody | OutpaintBody, client: str) -> JobStatus:
     """Validate, decode and enqueue (blocking: images are decoded and hashed here)."""
     runs.require_catalogue_model(body.model)  # before decoding anything
     request = body.to_request()
     return runs.submit(request, client, label=f"API {request.task}")
 
 
-async def _run_and_wait(body: GenerateBody | InpaintBody, request: Request, timeout_s: float) -> Result:
+async def _run_and_wait(body: GenerateBody | InpaintBody | OutpaintBody, request: Request, timeout_s: float) -> Result:
     status = await anyio.to_thread.run_sync(_submit, body, client_session(request))
     return await runs.wait_for(status, timeout_s)
 
@@ -194,7 +228,7 @@ def _result_body(result: Result, task: str) -> dict[str, Any]:
         "app_version": core.__version__,
         "warnings": list(warnings),
     }
-    return {**summary, "image": encoded[0]} if task == "inpaint" else {**summary, "images": encoded}
+    return {**summary, "images": encoded} if task in ("generate", "txt2img") else {**summary, "image": encoded[0]}
 
 
 def _eta(status: JobStatus) -> float | None:

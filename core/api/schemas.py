@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from core import images, masks, services
 from core.errors import BadImageError, BadMaskError, StudioError
 from core.jobs import JobState
-from core.requests import GenerateRequest, InpaintRequest
+from core.requests import GenerateRequest, InpaintRequest, OutpaintRequest, SegmentRequest
 
 # -- request bodies: field names are the core requests' names ------------------------------------
 
@@ -70,6 +70,69 @@ class InpaintBody(_SamplingBody):
         return InpaintRequest(**self.model_dump(exclude={"task", "image", "mask"}), image=image, mask=mask)
 
 
+class OutpaintBody(_SamplingBody):
+    image: str = Field(description="The image, base64 PNG/JPEG/WebP (a data: URL prefix is accepted).")
+    left: int = Field(_core_default(OutpaintRequest, "left"), description="pixels to add on the left")
+    top: int = Field(_core_default(OutpaintRequest, "top"), description="pixels to add on top")
+    right: int = Field(_core_default(OutpaintRequest, "right"), description="pixels to add on the right")
+    bottom: int = Field(_core_default(OutpaintRequest, "bottom"), description="pixels to add at the bottom")
+    aspect: str | None = Field(None, description='instead of pixels: grow to this aspect ratio, e.g. "16:9"')
+    anchor: str = Field(
+        _core_default(OutpaintRequest, "anchor"),
+        description="with aspect: where the photo sits (center, left, right, top, bottom, top-left, …)",
+    )
+    strength: float = _core_default(OutpaintRequest, "strength")
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"model": "opencv-telea", "image": "<base64>", "aspect": "16:9"}]}
+    )
+
+    def to_request(self) -> OutpaintRequest:
+        """Decodes the pixels: call it in a worker thread."""
+        limits = services.studio().image_limits
+        image = images.load_image(base64_bytes(self.image, "image", BadImageError), limits)
+        return OutpaintRequest(**self.model_dump(exclude={"task", "image"}), image=image)
+
+
+class SegmentPoint(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    x: float = Field(description="photo pixels from the left")
+    y: float = Field(description="photo pixels from the top")
+    include: bool = Field(True, description="true: part of the object; false: not part of it")
+
+
+class SegmentBody(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={"examples": [{"image": "<base64>", "points": [{"x": 320, "y": 240}]}]},
+    )
+
+    model: str | None = Field(None, description="A segmentation model id; null: the first one that can run.")
+    image: str = Field(description="The image, base64 PNG/JPEG/WebP (a data: URL prefix is accepted).")
+    points: list[SegmentPoint] = Field([], description="clicks, in photo pixels")
+    box: list[float] | None = Field(None, description="[left, top, right, bottom] around the object, photo pixels")
+
+    def to_request(self) -> SegmentRequest:
+        """Decodes the pixels: call it in a worker thread."""
+        studio = services.studio()
+        image = images.load_image(base64_bytes(self.image, "image", BadImageError), studio.image_limits)
+        return SegmentRequest(
+            model=self.model or studio.catalogue.default_segment_model(),
+            image=image,
+            points=tuple((point.x, point.y, point.include) for point in self.points),
+            box=None if self.box is None else tuple(self.box),
+        )
+
+
+class SegmentResult(BaseModel):
+    mask: str = Field(description="base64 PNG, greyscale, the photo's size: white = selected")
+    width: int
+    height: int
+    model: str
+
+
 class GenerateJobBody(GenerateBody):
     task: Literal["generate"]
 
@@ -78,7 +141,11 @@ class InpaintJobBody(InpaintBody):
     task: Literal["inpaint"]
 
 
-JobBody = Annotated[GenerateJobBody | InpaintJobBody, Field(discriminator="task")]
+class OutpaintJobBody(OutpaintBody):
+    task: Literal["outpaint"]
+
+
+JobBody = Annotated[GenerateJobBody | InpaintJobBody | OutpaintJobBody, Field(discriminator="task")]
 
 _BASE64_SPACE = re.compile(rb"\s+")
 _DATA_URL = re.compile(rb"^data:[\w.+/-]*(;[\w=.-]+)*;base64,")

@@ -55,3 +55,13 @@ def same_aspect(scaled: tuple[float, float], size: tuple[float, float]) -> bool:
     return abs(scaled_width * height / width - scaled_height) <= max(1.0, 0.01 * scaled_height) and abs(
         scaled_height * width / height - scaled_width
     ) <= max(1.0, 0.01 * scaled_width)
+
+
+def mask_png(mask: Image.Image) -> bytes:
+    """A mask as the PNG every entry point returns (greyscale, white = selected; same bytes for the
+    same mask, so the CLI and the API agree byte for byte)."""
+    import io
+
+    buffer = io.BytesIO()
+    mask.convert("L").save(buffer, format="PNG", compress_level=6)
+    return buffer.getvalue()
