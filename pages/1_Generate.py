@@ -10,6 +10,7 @@ from core.ui.downloads import png_download, result_file_name
 from core.ui.errors import shown_errors
 from core.ui.jobs import job_result, lookup
 from core.ui.models import model_picker
+from core.ui.page import page_end, page_start
 from core.ui.prompts import prompt_length_warning
 from core.ui.restore import png_restore
 from core.ui.sampling import decoder_choice, sampling_controls
@@ -24,9 +25,11 @@ def send_to_inpaint(name: str, png: bytes) -> None:
     st.session_state.pop("inpaint.job", None)
 
 
-st.set_page_config(page_title="Generate · Canvas Studio", page_icon=":material/auto_awesome:", layout="wide")
-st.title("Generate")
-st.caption("Describe an image; get one or more, each a PNG carrying the settings that made it.")
+page_start(
+    "Generate",
+    ":material/auto_awesome:",
+    "Describe an image; get one or more, each a PNG carrying the settings that made it.",
+)
 
 studio = state.studio()
 controls, gallery = st.columns([2, 3], gap="large")
@@ -34,9 +37,15 @@ controls, gallery = st.columns([2, 3], gap="large")
 with controls:
     png_restore(studio.catalogue)  # before the widgets: a dropped PNG sets them
     prompt = st.text_area(
-        "Prompt", key="generate.prompt", height=110, placeholder="a lighthouse on a cliff at dawn, oil painting"
+        "Prompt",
+        key="generate.prompt",
+        height=110,
+        placeholder="a lighthouse on a cliff at dawn, oil painting",
+        persist_state="session",
     )
-    negative = st.text_input("Negative prompt", key="generate.negative", placeholder="blurry, text, watermark")
+    negative = st.text_input(
+        "Negative prompt", key="generate.negative", placeholder="blurry, text, watermark", persist_state="session"
+    )
     default_model = studio.catalogue.default_generative_model("txt2img")  # hosted on a GPU-less host with a token
     spec = model_picker(studio.catalogue, "txt2img", key="generate.model", prefer=lambda spec: spec.id == default_model)
     if spec is not None:
@@ -48,8 +57,9 @@ with controls:
             list(sizes),
             key=f"generate.size.{spec.id}",
             help=f"Multiples of {spec.size_multiple}, at most {spec.max_side} px a side.",
+            persist_state="session",
         )
-        count = st.slider("Images", 1, spec.max_images, 1, key=f"generate.count.{spec.id}")
+        count = st.slider("Images", 1, spec.max_images, 1, key=f"generate.count.{spec.id}", persist_state="session")
         decoder = decoder_choice(spec, key="generate")
         with st.expander("Settings", expanded=False):
             sampling = sampling_controls(spec, key="generate", scheduler=True)
@@ -99,3 +109,5 @@ with gallery:
                         if st.button("Edit in Inpaint", key=f"generate.edit.{index}", icon=":material/brush:"):
                             send_to_inpaint(name, png)
                             st.switch_page("pages/2_Inpaint.py")
+
+page_end()

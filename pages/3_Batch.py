@@ -11,6 +11,7 @@ from core.ui.downloads import zip_download
 from core.ui.errors import shown_errors
 from core.ui.jobs import group_panel, group_table
 from core.ui.models import model_picker
+from core.ui.page import page_end, page_start
 from core.ui.prompt_batch import prompt_batch_tab
 from core.ui.sampling import sampling_controls
 from core.ui.uploads import IMAGE_TYPES
@@ -24,11 +25,11 @@ def named(files) -> list[NamedFile]:
     return [NamedFile(file.name, file.getvalue()) for file in files or []]
 
 
-st.set_page_config(page_title="Batch · Canvas Studio", page_icon=":material/photo_library:", layout="wide")
-st.title("Batch")
-st.caption(
+page_start(
+    "Batch",
+    ":material/photo_library:",
     "The same edit on many images, or many prompts × seeds. Jobs go through the shared queue a few at a time; "
-    "one bad file or row never stops the rest."
+    "one bad file or row never stops the rest.",
 )
 images_tab, prompts_tab = st.tabs(["Images", "Prompts"])
 with prompts_tab:
@@ -145,3 +146,5 @@ with images_tab:
                     key="batch.download",
                     label=f"Download {len(results)} results (ZIP)",
                 )
+
+page_end()

@@ -16,6 +16,7 @@ from core.ui.errors import shown_errors
 from core.ui.jobs import group_panel, lookup
 from core.ui.mask_editor import MaskOptions, mask_editor, mask_preview
 from core.ui.models import multi_model_picker
+from core.ui.page import page_end, page_start
 from core.ui.prompts import prompt_length_warning
 from core.ui.sampling import seed_input
 from core.ui.uploads import image_uploader
@@ -40,10 +41,11 @@ def cancel(jobs: list[tuple[str, str]]) -> None:
             continue
 
 
-st.set_page_config(page_title="Compare · Canvas Studio", page_icon=":material/compare:", layout="wide")
-st.title("Compare models")
-st.caption(
-    "One input, several models, side by side, with each model's time and settings. Results already made come from the cache."
+page_start(
+    "Compare models",
+    ":material/compare:",
+    "One input, several models, side by side, with each model's time and settings. Results already made come from the cache.",
+    page_title="Compare · Canvas Studio",
 )
 
 if st.radio("Compare", [MODELS, GRID], horizontal=True, key="compare.mode") == GRID:
@@ -51,7 +53,7 @@ if st.radio("Compare", [MODELS, GRID], horizontal=True, key="compare.mode") == G
     st.stop()
 
 settings, studio = state.settings(), state.studio()
-task = st.radio("Task", [TEXT, EDIT], horizontal=True, key="compare.task")
+task = st.radio("Task", [TEXT, EDIT], horizontal=True, key="compare.task", persist_state="session")
 core_task = "txt2img" if task == TEXT else "inpaint"
 specs = multi_model_picker(studio.catalogue, core_task, key=f"compare.models.{core_task}", max_models=MAX_MODELS)
 if len(specs) < 2:
@@ -61,8 +63,8 @@ prompt = negative = ""
 seed = None
 prompted = [spec for spec in specs if spec.generative]  # models that read a prompt and a seed
 if task == TEXT or prompted:
-    prompt = st.text_area("Prompt", key="compare.prompt", height=80)
-    negative = st.text_input("Negative prompt", key="compare.negative")
+    prompt = st.text_area("Prompt", key="compare.prompt", height=80, persist_state="session")
+    negative = st.text_input("Negative prompt", key="compare.negative", persist_state="session")
     if prompted:
         prompt_length_warning(studio, prompted[0], prompt)
     seed = seed_input(key="compare")
@@ -139,8 +141,8 @@ if run is not None:
             st.subheader("Slide between two")
             names = [name for name, _ in shown]
             left_column, right_column = st.columns(2)
-            left = left_column.selectbox("Left", names, index=0, key="compare.left")
-            right = right_column.selectbox("Right", names, index=1, key="compare.right")
+            left = left_column.selectbox("Left", names, index=0, key="compare.left", persist_state="session")
+            right = right_column.selectbox("Right", names, index=1, key="compare.right", persist_state="session")
             by_name = dict(shown)
             before_after(
                 by_name[left].images[0],
@@ -149,3 +151,5 @@ if run is not None:
                 labels=(left, right),
                 side_by_side=False,
             )
+
+page_end()

@@ -58,6 +58,10 @@ def feather(at: AppTest):
     return next(slider for slider in at.slider if slider.label.startswith("Feather"))
 
 
+def has_result(at: AppTest) -> bool:
+    return bool(at.get("download_button"))
+
+
 def job_result(at: AppTest, key: str):
     queue = services.queue()
     status = queue.status(at.session_state[key])
@@ -114,7 +118,7 @@ def test_home_sends_an_uploaded_photo_to_the_inpaint_page(astronaut):
     at.run()
     assert at.title[0].value == "Inpaint"
     assert at.session_state["inpaint.source"].data == photo
-    assert any("Editing **mine.png** · 512×512" in caption for caption in texts(at.caption))
+    assert any("Photo: **mine.png** · 512×512" in expander.label for expander in at.expander)
 
 
 # -- Inpaint ------------------------------------------------------------------------------------------
@@ -136,7 +140,7 @@ def test_inpaint_remove_with_opencv_changes_only_the_painted_pixels(coffee):
     at = upload_and_draw(open_page("2_Inpaint.py"), photo, strokes)
     assert any("Mask preview" in caption for image in at.get("image") for caption in image.captions)
     button(at, "Run").click()
-    run_until(at.run(), lambda at: "Result" in texts(at.subheader), what="the inpaint result")
+    run_until(at.run(), has_result, what="the inpaint result")
     result = job_result(at, "inpaint.job")
     assert read_parameters(result.pngs[0])["model"] == "opencv-telea"
     after = np.asarray(load_image(result.pngs[0]))
@@ -156,7 +160,7 @@ def test_inpaint_eraser_strokes_leave_their_pixels_untouched(astronaut):
     feather(at).set_value(0)
     at.run()
     button(at, "Run").click()
-    run_until(at.run(), lambda at: "Result" in texts(at.subheader), what="the inpaint result")
+    run_until(at.run(), has_result, what="the inpaint result")
     after = np.asarray(load_image(job_result(at, "inpaint.job").pngs[0]))
     mask = np.asarray(drawn_mask(strokes, astronaut))
     painted_only = drawn_mask(strokes[:1], astronaut)
@@ -165,18 +169,23 @@ def test_inpaint_eraser_strokes_leave_their_pixels_untouched(astronaut):
     assert np.array_equal(after[erased], np.asarray(astronaut)[erased])
 
 
-def test_inpaint_use_result_as_new_input_starts_a_new_round(coffee):
-    at = upload_and_draw(open_page("2_Inpaint.py"), png_bytes(coffee), STROKES["rect"])
+def test_inpaint_rounds_step_back_and_downloads_are_named_by_source_round_and_model(coffee):
+    photo = png_bytes(coffee)
+    at = upload_and_draw(open_page("2_Inpaint.py"), photo, STROKES["rect"])
     button(at, "Run").click()
-    run_until(at.run(), lambda at: "Result" in texts(at.subheader), what="the inpaint result")
+    run_until(at.run(), has_result, what="the inpaint result")
     first = job_result(at, "inpaint.job")
-    button(at, "Use result as new input").click()
+    assert any("photo-round1-opencv-telea.png" in caption for caption in texts(at.caption))
+    button(at, "Use as next round").click()
     at.run()
-    source = at.session_state["inpaint.source"]
-    assert source.data == first.pngs[0]
-    assert "inpaint.job" not in at.session_state
-    assert "Result" not in texts(at.subheader)
-    assert any("canvas-studio-inpaint" in caption for caption in texts(at.caption))
+    assert at.session_state["inpaint.source"].data == first.pngs[0]  # round 1 is on the canvas, unpainted
+    assert [image.data for image in at.session_state["inpaint.rounds"]] == [photo, first.pngs[0]]
+    assert "inpaint.job" not in at.session_state and not at.get("download_button")
+    assert button(at, "Round 1 ✓").disabled
+    button(at, "Original").click()
+    at.run()
+    assert at.session_state["inpaint.source"].data == photo  # stepped back; round 1 is still in the strip
+    assert len(at.session_state["inpaint.rounds"]) == 2
 
 
 @pytest.mark.slow
@@ -186,7 +195,7 @@ def test_inpaint_replace_with_the_tiny_diffusers_pipeline(tiny_catalogue, coffee
     at.text_area(key="inpaint.prompt").set_value("a green apple")
     fix_seed(at, "inpaint.tiny-sd-inpaint", 7)
     button(at, "Run").click()
-    run_until(at.run(), lambda at: "Result" in texts(at.subheader), what="the diffusion inpaint result")
+    run_until(at.run(), has_result, what="the diffusion inpaint result")
     result = job_result(at, "inpaint.job")
     parameters = read_parameters(result.pngs[0])
     assert (parameters["model"], parameters["seed"], parameters["prompt"]) == ("tiny-sd-inpaint", 7, "a green apple")

@@ -127,3 +127,49 @@ def test_the_editor_fits_and_a_stroke_at_the_right_edge_reaches_the_result(
     assert changed[:, -3:].sum() > 50, "the right edge of the photo did not change"
     assert columns.min() >= astronaut.width - 2 * scale - reach, "pixels left of the stroke changed"
     assert rows.min() >= 0.2 * astronaut.height - reach and rows.max() <= 0.8 * astronaut.height + reach
+
+
+def test_the_mask_settings_and_result_survive_a_page_switch_and_a_reload(app_url, browser, coffee, tmp_path):
+    photo_path = tmp_path / "coffee.png"
+    coffee.save(photo_path)
+    page = browser.new_page(viewport=LAPTOP)
+    try:
+        page.goto(f"{app_url}/Inpaint")
+        page.locator("input[type=file]").set_input_files(str(photo_path))
+        canvas = page.locator("canvas.mask-canvas")
+        canvas.wait_for(timeout=60_000)
+        page.wait_for_timeout(1000)
+        box = canvas.bounding_box()
+        probe = (box["width"] * 0.5, box["height"] * 0.5)
+        photo_colour = canvas_pixel(canvas, *probe)
+        drag(page, box, [(box["width"] * 0.3, probe[1]), (box["width"] * 0.7, probe[1])])
+        page.wait_for_timeout(1000)
+        painted = canvas_pixel(canvas, *probe)
+        assert np.abs(np.subtract(painted, photo_colour)).sum() > 30
+        page.get_by_text("Mask options").click()
+        page.get_by_text("Whole image").click()
+        page.wait_for_timeout(500)
+        page.get_by_role("button", name="Run", exact=True).click()
+        page.get_by_role("button", name="Download PNG").wait_for(timeout=90_000)
+
+        def still_there(what: str) -> None:
+            canvas.wait_for(timeout=60_000)
+            page.get_by_role("button", name="Download PNG").wait_for(timeout=30_000)
+            page.wait_for_timeout(1000)
+            assert canvas_pixel(canvas, *probe) == painted, f"the mask is gone after {what}"
+            page.get_by_text("Mask options").click()
+            assert page.get_by_role("checkbox", name="Whole image").is_checked(), f"a setting is lost after {what}"
+            page.get_by_text("Mask options").click()
+
+        page.get_by_role("link", name="Home").click()
+        page.get_by_role("heading", name="Canvas Studio").wait_for(timeout=30_000)
+        page.get_by_role("link", name="Inpaint").first.click()
+        still_there("a page switch")
+        assert "session=" in page.url
+        page.reload()
+        still_there("a reload")
+    except Exception:
+        page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
+        raise
+    finally:
+        page.close()

@@ -1,31 +1,21 @@
-"""Before/after: two images side by side, and a wipe slider over one view of both.
+"""Before/after: one view of two pictures with a divider the user drags, entirely in the browser.
 
-A plain st.slider and a PIL composite (no extra component): left of the line is "before", right
-of it is "after". Inside a fragment, moving the slider reruns only this widget.
+Our own small component (before_after.js, inline, no build step): both pictures fill the same box, so
+they line up exactly, and dragging costs no server round trip.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
-from PIL import Image, ImageDraw
+from PIL import Image
 
-DISPLAY_WIDTH = 768  # the wipe view is drawn at most this wide; the downloads stay full size
+from core.ui.media import encoded, media_url
 
-
-def wipe(before: Image.Image, after: Image.Image, position: float, *, width: int = DISPLAY_WIDTH) -> Image.Image:
-    """`before` left of `position` (0..1 of the width), `after` right of it, both scaled to a
-    common display size (after's aspect follows before's), with a thin divider."""
-    scale = min(1.0, width / before.width)
-    size = (max(1, round(before.width * scale)), max(1, round(before.height * scale)))
-    left = before.convert("RGB").resize(size, Image.Resampling.LANCZOS)
-    right = after.convert("RGB").resize(size, Image.Resampling.LANCZOS)
-    split = round(min(max(position, 0.0), 1.0) * size[0])
-    view = right.copy()
-    view.paste(left.crop((0, 0, split, size[1])), (0, 0))
-    if 0 < split < size[0]:
-        draw = ImageDraw.Draw(view)
-        draw.line([(split, 0), (split, size[1])], fill=(255, 255, 255), width=max(1, size[0] // 256))
-    return view
+DISPLAY_MAX_SIDE = 1280  # the pictures are sent at most this large; the downloads stay full size
+_JS = Path(__file__).with_name("before_after.js").read_text(encoding="utf-8")
+_component = None
 
 
 def before_after(
@@ -34,34 +24,41 @@ def before_after(
     *,
     key: str,
     labels: tuple[str, str] = ("Before", "After"),
-    side_by_side: bool = True,
+    side_by_side: bool = False,
+    reveal: bool = False,
 ) -> None:
-    """The two images side by side and the wipe slider, in two tabs; only the slider when the
-    page already shows both images (`side_by_side=False`)."""
-    if not side_by_side:
-        _wipe_view(before, after, key, labels)
-        return
-    both, slider = st.tabs(["Side by side", "Before/after slider"])
-    with both:
-        left, right = st.columns(2)
-        left.image(before, caption=labels[0], width="stretch")
-        right.image(after, caption=labels[1], width="stretch")
-    with slider:
-        _wipe_view(before, after, key, labels)
+    """The wipe view of `before` (left of the divider) and `after`; with `side_by_side`, also a tab
+    with the two pictures next to each other. `reveal` scrolls it into view (a result that just
+    arrived below the fold, as on a phone)."""
+    global _component
+    if _component is None:
+        _component = st.components.v2.component("canvas_studio.before_after", js=_JS)
+    if side_by_side:
+        wipe_tab, both = st.tabs(["Before/after", "Side by side"])
+        with both:
+            left, right = st.columns(2)
+            left.image(before, caption=labels[0], width="stretch")
+            right.image(after, caption=labels[1], width="stretch")
+        container = wipe_tab
+    else:
+        container = st.container()
+    memo = st.session_state.get(f"{key}.media-memo")
+    if memo is None or memo[0] is not before or memo[1] is not after:  # encoded once per pair of pictures
+        memo = (before, after, encoded(before, DISPLAY_MAX_SIDE), encoded(after, DISPLAY_MAX_SIDE))
+        st.session_state[f"{key}.media-memo"] = memo
+    with container:
+        _component(
+            key=key,
+            data={
+                "before": media_url(memo[2], coordinates=f"{key}.before"),
+                "after": media_url(memo[3], coordinates=f"{key}.after"),
+                "labels": list(labels),
+                "reveal": reveal,
+                "width": before.width,
+                "height": before.height,
+            },
+        )
+        st.caption(f"Drag across the picture: {labels[0]} on the left of the line, {labels[1]} on the right.")
 
 
-@st.fragment
-def _wipe_view(before: Image.Image, after: Image.Image, key: str, labels: tuple[str, str]) -> None:
-    position = st.slider(
-        f"Compare: {labels[0]} ◀ ▶ {labels[1]}",
-        min_value=0,
-        max_value=100,
-        value=50,
-        format="%d%%",
-        key=f"{key}.wipe",
-        help="Drag to move the divider: left of it is the first image, right of it the second.",
-    )
-    st.image(wipe(before, after, position / 100), caption=f"{labels[0]} | {labels[1]}", width="content")
-
-
-__all__ = ["before_after", "wipe"]
+__all__ = ["before_after"]

@@ -15,6 +15,7 @@ from core.ui.downloads import png_download
 from core.ui.errors import shown_errors
 from core.ui.jobs import job_result, lookup
 from core.ui.models import TASK_NAMES, show_unavailable, split_by_availability
+from core.ui.page import page_end, page_start
 from core.ui.uploads import image_uploader
 
 PAGES = (
@@ -38,8 +39,7 @@ def _device_line() -> str:
 
 
 def render_home() -> None:
-    st.set_page_config(page_title="Canvas Studio", page_icon=":material/palette:", layout="wide")
-    st.title("Canvas Studio")
+    page_start("Canvas Studio", ":material/palette:", page_title="Canvas Studio")
     st.markdown(
         "Generate images from a text prompt.  \n"
         "Edit any region of a photo: paint over it, then remove it or replace it from a prompt.  \n"
@@ -56,6 +56,7 @@ def render_home() -> None:
         _models_table()
     st.divider()
     _try_it()
+    page_end()
 
 
 def _models_table() -> None:

@@ -9,9 +9,7 @@ reload; the component adopts them whenever their `epoch` changes (a fresh mount,
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import io
 import json
 import logging
 from dataclasses import dataclass
@@ -24,6 +22,7 @@ from PIL import Image
 from core import masks
 from core.errors import BadMaskError
 from core.strokes import mask_from_strokes
+from core.ui.media import encoded, media_url
 
 log = logging.getLogger(__name__)
 
@@ -83,26 +82,8 @@ def overlay(image: Image.Image, mask: Image.Image, width: int = PREVIEW_WIDTH) -
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def _background_jpeg(digest: str, _image: Image.Image) -> bytes:
-    """The photo the canvas shows: at most BACKGROUND_MAX_SIDE a side, as JPEG bytes."""
-    shown = _image.convert("RGB")
-    shown.thumbnail((BACKGROUND_MAX_SIDE, BACKGROUND_MAX_SIDE), Image.Resampling.LANCZOS)
-    buffer = io.BytesIO()
-    shown.save(buffer, format="JPEG", quality=85)
-    return buffer.getvalue()
-
-
-def _background_url(digest: str, image: Image.Image, key: str) -> str:
-    """A URL the browser loads the photo from once: Streamlit's media store (like st.image), so reruns
-    send a short URL rather than the picture; a data: URL where there is no runtime (AppTest)."""
-    jpeg = _background_jpeg(digest, image)
-    try:
-        from streamlit.runtime import Runtime
-
-        url = Runtime.instance().media_file_mgr.add(jpeg, "image/jpeg", f"mask-editor-{key}")
-        base = (st.get_option("server.baseUrlPath") or "").strip("/")
-        return f"/{base}{url}" if base else url
-    except Exception:  # no runtime: tests without a server
-        return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
+    """The photo the canvas shows: at most BACKGROUND_MAX_SIDE a side."""
+    return encoded(_image.convert("RGB"), BACKGROUND_MAX_SIDE, quality=85)
 
 
 _component = None
@@ -152,7 +133,7 @@ def mask_editor(image: Image.Image, image_digest: str, *, key: str) -> Drawing:
     result = _canvas()(
         key=f"{key}.canvas",
         data={
-            "image": _background_url(image_digest, image, key),
+            "image": media_url(_background_jpeg(image_digest, image), coordinates=f"mask-editor-{key}"),
             "width": image.width,
             "height": image.height,
             "strokes": stored["strokes"],

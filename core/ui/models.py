@@ -55,6 +55,7 @@ def model_picker(
             format_func=lambda model_id: by_id[model_id].name,
             key=key,
             help="Models that can run on this machine now.",
+            persist_state="session",
         )
         chosen = by_id[model_id]
         if chosen.licence:
@@ -79,6 +80,7 @@ def multi_model_picker(
         format_func=lambda model_id: by_id[model_id].name,
         max_selections=max_models,
         key=key,
+        persist_state="session",
     )
     show_unavailable(missing, expanded=not ready)
     return [by_id[model_id] for model_id in chosen]

@@ -36,7 +36,11 @@ class Sampling:
 
 def seed_input(*, key: str) -> int | None:
     random_seed = st.toggle(
-        "Random seed", value=True, key=f"{key}.seed-random", help="Off: use the seed below every time."
+        "Random seed",
+        value=True,
+        key=f"{key}.seed-random",
+        help="Off: use the seed below every time.",
+        persist_state="session",
     )
     seed = st.number_input(
         "Seed",
@@ -47,8 +51,27 @@ def seed_input(*, key: str) -> int | None:
         key=f"{key}.seed",
         disabled=random_seed,
         help="The same seed and settings give the same image.",
+        persist_state="session",
     )
     return None if random_seed else int(seed)
+
+
+def reuse_seed_button(spec: ModelSpec, seed: int, *, key: str) -> None:
+    """Fix `spec`'s seed on this page to `seed` (its Settings then show it), to vary a prompt or steps
+    from the same start."""
+    prefix = f"{key}.{spec.id}"
+
+    def reuse() -> None:
+        st.session_state[f"{prefix}.seed-random"] = False
+        st.session_state[f"{prefix}.seed"] = int(seed)
+
+    st.button(
+        f"Reuse seed {seed}",
+        key=f"{key}.reuse-seed.{seed}",
+        icon=":material/replay:",
+        on_click=reuse,
+        help="Turn off the random seed and use this one for the next run.",
+    )
 
 
 def sampling_controls(spec: ModelSpec, *, key: str, strength: bool = False, scheduler: bool = False) -> Sampling:
@@ -60,6 +83,7 @@ def sampling_controls(spec: ModelSpec, *, key: str, strength: bool = False, sche
         int(spec.default_steps),
         key=f"{prefix}.steps",
         help="More steps: slower, often finer detail.",
+        persist_state="session",
     )
     guidance = st.slider(
         "Guidance",
@@ -69,6 +93,7 @@ def sampling_controls(spec: ModelSpec, *, key: str, strength: bool = False, sche
         step=0.5,
         key=f"{prefix}.guidance",
         help="How strictly to follow the prompt (turbo models want 0).",
+        persist_state="session",
     )
     chosen_strength = 1.0
     if strength:
@@ -80,12 +105,15 @@ def sampling_controls(spec: ModelSpec, *, key: str, strength: bool = False, sche
             step=0.05,
             key=f"{prefix}.strength",
             help="1 replaces the masked area; lower keeps more of what was there (regenerate).",
+            persist_state="session",
         )
     chosen_scheduler = None
     if scheduler:
         default = spec.default_scheduler or MODEL_DEFAULT
         options = [MODEL_DEFAULT, *SCHEDULERS]
-        picked = st.selectbox("Scheduler", options, index=options.index(default), key=f"{prefix}.scheduler")
+        picked = st.selectbox(
+            "Scheduler", options, index=options.index(default), key=f"{prefix}.scheduler", persist_state="session"
+        )
         chosen_scheduler = None if picked == MODEL_DEFAULT else picked
     return Sampling(steps, guidance, seed_input(key=prefix), chosen_scheduler, chosen_strength)
 
@@ -102,9 +130,10 @@ def decoder_choice(spec: ModelSpec, *, key: str) -> str | None:
         index=DECODERS.index(default),
         horizontal=True,
         key=f"{key}.{spec.id}.decoder",
+        persist_state="session",
         help="fast: a tiny autoencoder (TAESD), about 15x quicker on a CPU, slightly softer fine detail. "
         "full: the model's own VAE. The choice is saved in the PNG's parameters.",
     )
 
 
-__all__ = ["MODEL_DEFAULT", "Sampling", "decoder_choice", "sampling_controls", "seed_input"]
+__all__ = ["MODEL_DEFAULT", "Sampling", "decoder_choice", "reuse_seed_button", "sampling_controls", "seed_input"]
