@@ -102,6 +102,7 @@ if upload is not None and st.session_state.get(UPLOAD_SEEN) != upload.digest:
     st.session_state[SOURCE] = source = upload
     for name in (JOB, JOBS, JOB_SOURCE, PICK):
         st.session_state.pop(name, None)
+    st.rerun()  # draw the page in its editing layout now, so nothing moves under the first stroke
 
 if source is None:
     st.info("Upload a photo to start, or send one here from the Generate page.", icon=":material/upload:")

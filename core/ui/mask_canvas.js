@@ -101,6 +101,7 @@ class Editor {
     this.image = new Image();
     this.image.onload = () => this.redrawMask() || this.draw();
     this.layer = document.createElement("canvas");
+    this.ui.canvas.__editor = this; // for tests and debugging
     this.wire();
   }
 
