@@ -16,6 +16,8 @@ import dataclasses
 import io
 import secrets
 import stat
+import threading
+import time
 import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -372,6 +374,25 @@ class RequestRun(BatchRun):
         return item.request
 
 
+def drive(
+    run: BatchRun, queue: JobQueue, session: str, lock: threading.Lock, *, in_flight: int, poll_s: float = 0.1
+) -> threading.Thread:
+    """Run `run` to the end in a daemon thread (the API's batches; pages drive theirs from the page).
+    Others touch the run only while holding `lock`, as this thread does."""
+
+    def loop() -> None:
+        while True:
+            with lock:
+                run.submit_more(queue, session, in_flight=in_flight)
+                if run.finished(queue):
+                    return
+            time.sleep(poll_s)
+
+    thread = threading.Thread(target=loop, name=f"batch-{run.group}", daemon=True)
+    thread.start()
+    return thread
+
+
 def model_order(items: Sequence[RequestItem]) -> list[RequestItem]:
     """The items with each model's together, models in order of first appearance (stable within a
     model), so a run loads each model once however the user ordered them."""
@@ -404,6 +425,7 @@ __all__ = [
     "NamedFile",
     "RequestItem",
     "RequestRun",
+    "drive",
     "is_mask_name",
     "mask_key",
     "match_items",

@@ -117,3 +117,73 @@ def test_cli_prompts_file_times_seeds_writes_pngs_and_a_manifest(tmp_path, tiny_
 def test_cli_prompts_needs_exactly_one_source(tmp_path):
     completed = run_cli("generate", "--model", "opencv-telea", "-o", str(tmp_path / "x"))
     assert completed.returncode == 2 and "either a PROMPT or --prompts" in completed.stderr
+
+
+# -- the API's batches -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def api_client(tiny_catalogue):
+    from starlette.applications import Starlette
+    from starlette.testclient import TestClient
+
+    from core import services
+    from core.api import api_routes
+
+    services.reset()
+    with TestClient(Starlette(routes=api_routes())) as made:
+        yield made
+    services.reset()
+
+
+def wait_for_batch(client, batch_id: str) -> dict:
+    deadline = time.monotonic() + 120
+    while (info := client.get(f"/api/v1/batches/{batch_id}").json())["status"] == "running":
+        assert time.monotonic() < deadline, info
+        time.sleep(0.05)
+    return info
+
+
+def test_api_batch_runs_prompts_times_seeds_in_the_server_and_zips_them(api_client):
+    body = {
+        "model": "tiny-sd",
+        "prompts": ["a red cube", {"prompt": "a blue ball", "seed": 7, "width": 72}, {"prompt": "  "}],
+        "seeds": 2,
+        "seed": 3,
+        "width": 64,
+        "height": 64,
+        "num_inference_steps": 1,
+    }
+    created = api_client.post("/api/v1/batches", json=body)
+    assert created.status_code == 202, created.text
+    info = wait_for_batch(api_client, created.json()["id"])
+    assert info["status"] == "done" and (info["total"], info["done"], info["failed"]) == (6, 4, 2)
+    states = {item["name"]: (item["status"], item["seed"]) for item in info["items"]}
+    assert states == {
+        "001-3": ("done", 3),
+        "001-4": ("done", 4),
+        "002-7": ("done", 7),
+        "002-8": ("done", 8),
+        "003-3": ("refused", 3),
+        "003-4": ("refused", 4),
+    }
+    download = api_client.get(f"/api/v1/batches/{info['id']}/zip")
+    archive = zipfile.ZipFile(io.BytesIO(download.content))
+    assert sorted(archive.namelist()) == ["001-3.png", "001-4.png", "002-7.png", "002-8.png", "manifest.csv"]
+    assert Image.open(io.BytesIO(archive.read("002-8.png"))).size == (72, 64)
+    again = wait_for_batch(api_client, api_client.post("/api/v1/batches", json=body).json()["id"])
+    assert sum(item["cached"] for item in again["items"]) == 4
+
+
+def test_api_batch_refuses_unknown_models_and_bad_bodies(api_client):
+    refused = api_client.post(
+        "/api/v1/batches", json={"model": "tiny-sd", "prompts": [{"prompt": "x", "model": "/etc"}]}
+    )
+    assert refused.status_code == 404 and refused.json()["error"]["code"] == "unknown_model"
+    assert (
+        api_client.post("/api/v1/batches", json={"model": "tiny-sd", "prompts": ["x"], "seeds": "2"}).status_code == 422
+    )
+    assert (
+        api_client.post("/api/v1/batches", json={"model": "tiny-sd", "prompts": ["x"], "seeds": 99}).status_code == 400
+    )
+    assert api_client.get("/api/v1/batches/nope").status_code == 404

@@ -17,6 +17,7 @@ import core
 from core import services
 from core.api import runs
 from core.api.auth import API_KEY_ENV, OPEN_PATHS, BodyLimit, RequireKey, client_session
+from core.api.batches import add_batch_routes
 from core.api.errors import JobOutcome, add_error_handlers
 from core.api.schemas import (
     GenerateBody,
@@ -167,6 +168,7 @@ def create_api(*, sync_timeout_s: float | None = None, max_body_bytes: int | Non
         # As this client: a job other clients or pages also wait for goes on for them.
         return _job_body(await runs.on_job(job_id, functools.partial(JobQueue.cancel, session=client_session(request))))
 
+    add_batch_routes(api, _AUTH_ERRORS)
     return api
 
 
