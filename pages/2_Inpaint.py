@@ -19,6 +19,7 @@ from core.ui import state
 from core.ui.compare import before_after
 from core.ui.downloads import png_download
 from core.ui.errors import shown_errors
+from core.ui.extend import extend_chosen, extend_panel
 from core.ui.jobs import group_panel, job_result, lookup
 from core.ui.mask_editor import MaskOptions, PhotoScale, mask_editor, mask_preview
 from core.ui.models import model_picker
@@ -106,6 +107,8 @@ if upload is not None and st.session_state.get(UPLOAD_SEEN) != upload.digest:
 
 if source is None:
     st.info("Upload a photo to start, or send one here from the Generate page.", icon=":material/upload:")
+elif extend_chosen(key="inpaint"):  # grow the canvas instead (outpainting): its own controls and result
+    extend_panel(source, key="inpaint.extend", use_result=keep_as_round)
 else:
     kept = rounds()
     editor_column, run_column = st.columns([3, 2], gap="medium")
