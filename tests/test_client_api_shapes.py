@@ -141,3 +141,67 @@ def test_openai_error_bodies_have_openais_shape_and_statuses():
         json.loads(openai_routes.render_error(Failure(401, "unauthorized", "no key")).body)["error"]["code"]
         == "invalid_api_key"
     )
+
+
+@pytest.fixture
+def routes_client(tiny_catalogue, fresh_services):
+    from starlette.applications import Starlette
+    from starlette.testclient import TestClient
+
+    from core.api import api_routes
+
+    return TestClient(Starlette(routes=api_routes()))
+
+
+def _png_b64(image: Image.Image) -> str:
+    import base64
+
+    return base64.b64encode(_png(image)).decode("ascii")
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "says"),
+    [
+        ("/sdapi/v1/txt2img", {"prompt": "a cat", "steps": 0}, 400, "steps must be"),
+        ("/sdapi/v1/txt2img", {"prompt": "a cat", "cfg_scale": -1}, 400, "cfg_scale must be"),
+        ("/sdapi/v1/txt2img", {"prompt": "a cat", "seed": 2**40}, 400, "seed must be"),
+        (
+            "/sdapi/v1/txt2img",
+            {"prompt": "a cat", "override_settings": {"sd_model_checkpoint": 5}},
+            400,
+            "sd_model_checkpoint",
+        ),
+        ("/sdapi/v1/txt2img", {"prompt": "a cat", "steps": "many"}, 422, "steps"),
+        ("/sdapi/v1/img2img", {"init_images": ["@@"]}, 400, "init_images[0] is not valid base64"),
+        ("/sdapi/v1/img2img", {"init_images": [], "prompt": "a cat"}, 422, "init_images"),
+        ("/sdapi/v1/options", {"sd_model_checkpoint": ["a list"]}, 400, "sd_model_checkpoint"),
+    ],
+)
+def test_bad_a1111_input_is_a_4xx_in_a1111s_shape_and_words(routes_client, path, body, status, says):
+    response = routes_client.post(path, json=body)
+    assert response.status_code == status, response.text
+    answer = response.json()
+    assert set(answer) == {"error", "detail", "body", "errors"} and says in answer["detail"]
+
+
+@pytest.mark.parametrize(
+    ("body", "param", "says"),
+    [
+        ({"prompt": "a cat", "model": "tiny-sd", "size": "0x0"}, "size", "size must be a whole number"),
+        ({"prompt": "a cat", "model": "tiny-sd", "size": "100x64"}, "size", "multiple of 8"),
+        ({"prompt": "a cat", "model": "tiny-sd", "n": "many"}, "n", "n:"),
+        ({"prompt": "a cat", "model": "tiny-sd", "seed": -1}, "seed", "seed must be"),
+        ({"model": "tiny-sd"}, "prompt", "prompt"),
+    ],
+)
+def test_bad_openai_input_is_a_400_naming_the_field(routes_client, body, param, says):
+    response = routes_client.post("/v1/images/generations", json=body)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["param"] == param and says in error["message"] and error["type"] == "invalid_request_error"
+
+
+def test_a_denoising_strength_out_of_range_is_named_as_a1111_names_it(routes_client):
+    body = {"init_images": [_png_b64(Image.new("RGB", (64, 64), "grey"))], "prompt": "a cat", "denoising_strength": 0}
+    response = routes_client.post("/sdapi/v1/img2img", json=body)
+    assert response.status_code == 400 and response.json()["detail"].startswith("denoising_strength must be")

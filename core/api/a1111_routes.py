@@ -103,7 +103,7 @@ def create_sdapi(*, sync_timeout_s: float | None = None, max_body_bytes: int | N
         def submit() -> tuple[list[JobStatus], list[str]]:
             spec = _model_for(body, "txt2img", options)
             core_request, warnings = a1111.generate_request(body, spec)
-            return runs.submit_all([core_request], client, "A1111 txt2img"), warnings
+            return runs.submit_all([core_request], client, "A1111 txt2img", field_names=a1111.FIELD_NAMES), warnings
 
         statuses, warnings = await anyio.to_thread.run_sync(submit)
         results = await runs.wait_for_all(statuses, client, sync_timeout_s)
@@ -121,7 +121,11 @@ def create_sdapi(*, sync_timeout_s: float | None = None, max_body_bytes: int | N
             if body.mask:
                 mask = masks.mask_from_image(base64_bytes(body.mask, "mask", BadMaskError), image.size, limits)
             core_requests, warnings = a1111.inpaint_requests(body, spec, image, mask)
-            return runs.submit_all(core_requests, client, "A1111 img2img"), warnings, image.size
+            return (
+                runs.submit_all(core_requests, client, "A1111 img2img", field_names=a1111.FIELD_NAMES),
+                warnings,
+                image.size,
+            )
 
         statuses, warnings, size = await anyio.to_thread.run_sync(submit)
         results = await runs.wait_for_all(statuses, client, sync_timeout_s)

@@ -45,6 +45,14 @@ _BY_NAME = {name.lower(): name for name in SAMPLERS} | {
 }
 _A1111_OF = {ours: name for name, (ours, _) in SAMPLERS.items()} | {ours: base for base, ours in _KARRAS_OF.items()}
 
+# Our request fields -> A1111's names for them, so refusals speak A1111's language.
+FIELD_NAMES = {
+    "num_inference_steps": "steps",
+    "guidance_scale": "cfg_scale",
+    "strength": "denoising_strength",
+    "padding": "inpaint_full_res_padding",
+    "num_images": "batch_size x n_iter",
+}
 # A1111 img2img's own default (its API and UI), also ours for edits of the whole image.
 DEFAULT_DENOISING_STRENGTH = 0.75
 
@@ -75,8 +83,13 @@ class Txt2ImgBody(BaseModel):
         return self.batch_size * self.n_iter
 
     def checkpoint(self) -> str | None:
+        """override_settings.sd_model_checkpoint, when set (None or "" mean the server's model)."""
         value = self.override_settings.get("sd_model_checkpoint")
-        return value if isinstance(value, str) and value.strip() else None
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        if not isinstance(value, str):
+            raise BadParameterError("sd_model_checkpoint must be a model title from GET /sdapi/v1/sd-models")
+        return value
 
 
 class Img2ImgBody(Txt2ImgBody):

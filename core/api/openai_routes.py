@@ -93,7 +93,12 @@ def create_openai_images(*, sync_timeout_s: float | None = None, max_body_bytes:
 
         def submit() -> list[JobStatus]:
             spec = openai_shapes.resolve_model(services.studio().catalogue, body.model, "txt2img")
-            return runs.submit_all([openai_shapes.generate_request(body, spec)], client, "OpenAI generation")
+            return runs.submit_all(
+                [openai_shapes.generate_request(body, spec)],
+                client,
+                "OpenAI generation",
+                field_names=openai_shapes.FIELD_NAMES,
+            )
 
         statuses = await anyio.to_thread.run_sync(submit)
         results = await runs.wait_for_all(statuses, client, sync_timeout_s)
@@ -133,7 +138,7 @@ def create_openai_images(*, sync_timeout_s: float | None = None, max_body_bytes:
             image = load_image(image_bytes, studio.image_limits)
             mask = openai_shapes.edit_mask(mask_bytes, image, studio.image_limits)
             core_requests = openai_shapes.edit_requests(spec, image, mask, fields["prompt"] or "", count)
-            return runs.submit_all(core_requests, client, "OpenAI edit")
+            return runs.submit_all(core_requests, client, "OpenAI edit", field_names=openai_shapes.FIELD_NAMES)
 
         statuses = await anyio.to_thread.run_sync(submit)
         results = await runs.wait_for_all(statuses, client, sync_timeout_s)

@@ -21,6 +21,8 @@ from core.images import load_image
 from core.requests import MAX_SEED, GenerateRequest, InpaintRequest, random_seed
 from core.settings import ImageLimits
 
+# Our request fields -> OpenAI's names for them (refusals name the field as the client sent it).
+FIELD_NAMES = {"width": "size", "height": "size", "num_images": "n", "prompt": "prompt", "seed": "seed"}
 MAX_N = 10  # OpenAI's own bound; a model's max_images is usually lower and is checked too
 _SIZE = re.compile(r"^\s*(\d{1,5})\s*[xX]\s*(\d{1,5})\s*$")
 # Model names of OpenAI's own that apps send by default: they get our default model.

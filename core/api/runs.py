@@ -11,8 +11,9 @@ import contextlib
 import functools
 import math
 import os
+import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import anyio
@@ -75,17 +76,34 @@ def submit(request: CoreRequest, client: str, label: str) -> JobStatus:
     return queue.status(queue.submit(request, session=client, label=label))
 
 
-def submit_all(requests: Sequence[CoreRequest], client: str, label: str) -> list[JobStatus]:
-    """All of them or none: when one is refused, the ones already queued are cancelled (blocking)."""
+def submit_all(
+    requests: Sequence[CoreRequest], client: str, label: str, *, field_names: Mapping[str, str] | None = None
+) -> list[JobStatus]:
+    """All of them or none: when one is refused, the ones already queued are cancelled (blocking).
+
+    `field_names` maps our request fields to the names the client sent them under, so a refusal
+    speaks the client's language ("steps must be...", not "num_inference_steps must be...")."""
     statuses: list[JobStatus] = []
     try:
         for request in requests:
             statuses.append(submit(request, client, label))
-    except BaseException:
+    except BaseException as error:
         for status in statuses:
             services.queue().cancel(status.id, session=client)
+        if isinstance(error, BadParameterError) and field_names:
+            raise _renamed(error, field_names) from None
         raise
     return statuses
+
+
+def _renamed(error: BadParameterError, field_names: Mapping[str, str]) -> BadParameterError:
+    pattern = re.compile(r"\b(" + "|".join(map(re.escape, field_names)) + r")\b")
+    found = pattern.findall(error.message)
+    if not found:
+        return error
+    renamed = BadParameterError(pattern.sub(lambda match: field_names[match[1]], error.message))
+    renamed.param = field_names[found[0]]  # OpenAI's errors name the field
+    return renamed
 
 
 def _require_runnable(studio: Studio, request: CoreRequest) -> None:

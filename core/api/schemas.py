@@ -33,7 +33,8 @@ class _SamplingBody(BaseModel):
     seed: int | None = Field(None, description="0..4294967295; null: a random seed, reported in the result")
     scheduler: str | None = Field(None, description="null: the model's default")
     decoder: str | None = Field(
-        None, description='"fast" (tiny autoencoder) or "full" (the model\'s VAE); null: fast on a CPU when the model has one'
+        None,
+        description='"fast" (tiny autoencoder) or "full" (the model\'s VAE); null: fast on a CPU when the model has one',
     )
 
 
