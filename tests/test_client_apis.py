@@ -134,6 +134,8 @@ def test_an_openai_generation_is_a_cache_hit_through_a1111_and_its_url_serves_th
     assert fetched.content == png
     assert httpx.get(linked.data[0].url.replace(".png", "x.png"), timeout=30).status_code == 404
 
+    assert [model.id for model in client.models.list()] == ["tiny-sd", "tiny-sd-inpaint"]
+    assert client.models.retrieve("tiny-sd").owned_by == "canvas-studio"
     both = client.images.generate(model="dall-e-3", prompt="a lighthouse at dusk", size="64x64")  # our default model
     assert both.data[0].b64_json and both.data[0].url
 

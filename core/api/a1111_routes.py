@@ -134,7 +134,7 @@ def create_sdapi(*, sync_timeout_s: float | None = None, max_body_bytes: int | N
     @api.get("/sd-models")
     async def sd_models() -> list[dict[str, Any]]:
         def listed() -> list[dict[str, Any]]:
-            return [a1111.sd_model_item(spec) for spec in a1111.listed_models(services.studio().catalogue)]
+            return [a1111.sd_model_item(spec) for spec in runs.ready_generative_models(services.studio().catalogue)]
 
         return await anyio.to_thread.run_sync(listed)
 

@@ -163,11 +163,6 @@ def model_hash(spec: ModelSpec) -> str:
     return hashlib.sha256(spec.source.encode("utf-8")).hexdigest()
 
 
-def listed_models(catalogue: Catalogue) -> list[ModelSpec]:
-    """What /sd-models lists: the generative models that can run now."""
-    return [spec for spec in catalogue if spec.generative and spec.availability().ready]
-
-
 def sd_model_item(spec: ModelSpec) -> dict[str, Any]:
     digest = model_hash(spec)
     return {
@@ -343,7 +338,6 @@ __all__ = [
     "generate_request",
     "info",
     "inpaint_requests",
-    "listed_models",
     "model_hash",
     "sampler_list",
     "schedule_list",

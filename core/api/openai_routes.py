@@ -144,6 +144,18 @@ def create_openai_images(*, sync_timeout_s: float | None = None, max_body_bytes:
         results = await runs.wait_for_all(statuses, client, sync_timeout_s)
         return await anyio.to_thread.run_sync(_response, request, links, statuses, results, response_format)
 
+    @api.get("/models")
+    async def models() -> dict[str, Any]:
+        listed = await anyio.to_thread.run_sync(_image_models)
+        return {"object": "list", "data": listed}
+
+    @api.get("/models/{model_id}")
+    async def model(model_id: str) -> dict[str, Any]:
+        for item in await anyio.to_thread.run_sync(_image_models):
+            if item["id"] == model_id:
+                return item
+        raise ApiError(404, "model_not_found", "no such model here; GET /v1/models lists them")
+
     @api.get(RESULTS_PATH + "{token}.png")
     async def result_image(token: str) -> Response:
         link = links.get(token)
@@ -160,6 +172,14 @@ def create_openai_images(*, sync_timeout_s: float | None = None, max_body_bytes:
         return Response(await anyio.to_thread.run_sync(png), media_type="image/png")
 
     return api
+
+
+def _image_models() -> list[dict[str, Any]]:
+    """OpenAI's model objects for the generative models that can run here (apps list them in menus)."""
+    return [
+        {"id": spec.id, "object": "model", "created": 0, "owned_by": "canvas-studio"}
+        for spec in runs.ready_generative_models(services.studio().catalogue)
+    ]
 
 
 def _response(

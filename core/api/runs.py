@@ -48,6 +48,11 @@ def sync_timeout_from_env() -> float:
     return value
 
 
+def ready_generative_models(catalogue: Catalogue) -> list[ModelSpec]:
+    """What the client APIs list as their models: the generative ones that can run now."""
+    return [spec for spec in catalogue if spec.generative and spec.availability().ready]
+
+
 def default_model(catalogue: Catalogue, task: str) -> ModelSpec:
     """The model for a client that names none: the pages' default (a hosted model on a GPU-less
     host, when one can run), else the first generative model for `task` that can run now, else the
