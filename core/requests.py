@@ -35,6 +35,25 @@ def random_seed() -> int:
     return secrets.randbelow(MAX_SEED + 1)
 
 
+def image_seed(seed: int, index: int) -> int:
+    """The seed of image `index` of a request: image i of a batch starts from seed + i, so one
+    image of a batch can be made again on its own (up to batch rounding differences)."""
+    return (seed + index) % (MAX_SEED + 1)
+
+
+def image_parameters(parameters: dict[str, Any], index: int) -> dict[str, Any]:
+    """What image `index` of a run records in its PNG: its own seed, as a run of one image, so the
+    parameters read back from that one file make that one image again."""
+    count = parameters.get("num_images", 1)
+    if not isinstance(count, int) or count <= 1:
+        return parameters
+    flags = parameters.get("filtered")
+    one = {**parameters, "seed": image_seed(parameters["seed"], index), "num_images": 1}
+    if isinstance(flags, list) and index < len(flags):
+        one["filtered"] = [flags[index]]
+    return one
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 

@@ -30,7 +30,15 @@ from core.keys import image_digest, request_key
 from core.pool import ModelPool
 from core.prompts import prompt_warnings
 from core.provenance import encode_png
-from core.requests import MAX_SEED, GenerateRequest, InpaintRequest, OutpaintRequest, SegmentRequest
+from core.requests import (
+    MAX_SEED,
+    GenerateRequest,
+    InpaintRequest,
+    OutpaintRequest,
+    SegmentRequest,
+    image_parameters,
+    image_seed,
+)
 from core.settings import ImageLimits, Settings
 from core.store import ResultStore, StoredResult
 
@@ -70,6 +78,10 @@ class Result:
     def seed(self) -> int:
         return self.parameters["seed"]
 
+    def seed_of(self, index: int) -> int:
+        """The seed image `index` was made from (its PNG records it, to be made again alone)."""
+        return image_seed(self.seed, index) if self.parameters.get("num_images", 1) > 1 else self.seed
+
     @cached_property
     def images(self) -> tuple[Image.Image, ...]:
         return self._load_images()
@@ -79,7 +91,7 @@ class Result:
         """PNGs carrying their parameters (deterministic: a hit gives the bytes a miss gave)."""
         if self._encoded is not None:
             return self._encoded
-        return tuple(encode_png(image, self.parameters) for image in self.images)
+        return tuple(encode_png(image, image_parameters(self.parameters, i)) for i, image in enumerate(self.images))
 
     def __reduce__(self):  # st.cache_data copies results by pickling: send the PNGs, not loaders
         fields = (self.parameters, self.key, self.cached, self.filtered, self.elapsed_s, self.pngs)
@@ -198,7 +210,7 @@ class Studio:
             load_images = partial(_edited, prepared.request.image, pixels, region)
         else:
             if store:
-                encoded = tuple(encode_png(image, parameters) for image in images)
+                encoded = tuple(encode_png(image, image_parameters(parameters, i)) for i, image in enumerate(images))
                 self.store.put(prepared.key, encoded, metadata)
             load_images = partial(tuple, images)
         elapsed = time.perf_counter() - started

@@ -13,7 +13,7 @@ from core.ui.models import model_picker
 from core.ui.page import page_end, page_start
 from core.ui.prompts import prompt_length_warning
 from core.ui.restore import png_restore
-from core.ui.sampling import decoder_choice, sampling_controls
+from core.ui.sampling import decoder_choice, reuse_seed_button, sampling_controls
 from core.ui.sizes import presets
 from core.ui.uploads import load_named
 
@@ -84,7 +84,7 @@ with controls:
             )
             st.rerun()
 
-with gallery:
+with gallery, st.container(key="sticky-generate-gallery"):
     if JOB not in st.session_state:
         st.info("Your images appear here.", icon=":material/image:")
     else:
@@ -93,7 +93,8 @@ with gallery:
             with shown_errors():
                 parameters = result.parameters
                 st.markdown(
-                    f"Seed **{result.seed}** · {parameters.get('width')}×{parameters.get('height')} · "
+                    f"Seed **{result.seed}**{' (image k: seed + k − 1)' if len(result.pngs) > 1 else ''} · "
+                    f"{parameters.get('width')}×{parameters.get('height')} · "
                     f"{parameters.get('num_inference_steps')} steps · guidance {parameters.get('guidance_scale')} · "
                     f"{parameters.get('scheduler') or 'default scheduler'} · `{parameters.get('model')}`"
                 )
@@ -109,5 +110,7 @@ with gallery:
                         if st.button("Edit in Inpaint", key=f"generate.edit.{index}", icon=":material/brush:"):
                             send_to_inpaint(name, png)
                             st.switch_page("pages/2_Inpaint.py")
+                        if spec is not None and spec.id == parameters.get("model"):
+                            reuse_seed_button(spec, result.seed_of(index), key="generate")
 
 page_end()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import streamlit as st
-
 from core.ui.history import history_page
+from core.ui.page import page_end, page_start
 
-st.set_page_config(page_title="History · Canvas Studio", page_icon=":material/history:", layout="wide")
-st.title("History")
-st.caption("Every result this studio has kept, with the settings that made it. Filter, open, reuse or delete.")
+page_start(
+    "History",
+    ":material/history:",
+    "Every result this studio has kept, with the settings that made it. Filter, open, reuse or delete.",
+)
 history_page()
+page_end()

@@ -128,7 +128,7 @@ def test_generate_from_a_local_pipeline_folder_writes_numbered_images(tmp_path, 
     )
     assert completed.returncode == 0, completed.stderr
     assert sorted(p.name for p in tmp_path.glob("gen-*.png")) == ["gen-1.png", "gen-2.png"]
-    assert json.loads(run_cli("info", str(tmp_path / "gen-2.png")).stdout)["seed"] == 3
+    assert json.loads(run_cli("info", str(tmp_path / "gen-2.png")).stdout)["seed"] == 4  # its own seed: replays alone
     assert "seed: 3" in completed.stderr
 
 

@@ -21,9 +21,9 @@ from core import preview
 from core.catalogue import Catalogue, ModelSpec
 from core.engines import load_engine
 from core.engines.base import silent_reporter
-from core.engines.diffusion import SCHEDULER_CLASSES, DiffusionEngine, image_seed, out_of_memory_error
+from core.engines.diffusion import SCHEDULER_CLASSES, DiffusionEngine, out_of_memory_error
 from core.errors import BadParameterError, CancelledError, EngineError, ModelUnavailableError, OutOfMemoryError
-from core.requests import SCHEDULERS, GenerateRequest, InpaintRequest
+from core.requests import SCHEDULERS, GenerateRequest, InpaintRequest, image_seed
 from tests.tiny_pipelines import write_single_file_checkpoint
 
 PROMPT = "a red cat sitting on the green mat"

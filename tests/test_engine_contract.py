@@ -6,6 +6,8 @@ progress monotonic, cancel stops early and caches nothing, bad parameters refuse
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
@@ -13,7 +15,8 @@ from PIL import Image, ImageDraw
 from core import masks
 from core.errors import BadParameterError, CancelledError
 from core.pool import ModelPool
-from core.requests import GenerateRequest, InpaintRequest
+from core.provenance import read_parameters
+from core.requests import GenerateRequest, InpaintRequest, image_seed
 from core.runner import Studio
 from core.store import ResultStore
 
@@ -115,6 +118,10 @@ def test_text_to_image_contract(studio, model):
     studio.store.clear()
     again = studio.generate(request)
     assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(again.images, result.images, strict=True))
+    for index, png in enumerate(again.pngs):  # each PNG records its own seed, as a run of one: it replays alone
+        recorded = read_parameters(png)
+        assert (recorded["seed"], recorded["num_images"]) == (image_seed(99, index), 1)
+        assert f"Seed: {image_seed(99, index)}," in Image.open(io.BytesIO(png)).text["parameters"]
     other_seed = studio.generate(GenerateRequest(model=model, prompt="a lighthouse at dusk", seed=100, width=64, height=80))
     assert not np.array_equal(np.asarray(other_seed.images[0]), np.asarray(result.images[0]))
 

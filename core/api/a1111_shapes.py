@@ -21,7 +21,7 @@ import core
 from core.catalogue import Catalogue, ModelSpec
 from core.errors import BadParameterError, UnknownModelError
 from core.provenance import parameters_text
-from core.requests import MAX_SEED, GenerateRequest, InpaintRequest, random_seed
+from core.requests import MAX_SEED, GenerateRequest, InpaintRequest, image_parameters, image_seed, random_seed
 from core.runner import Result
 
 # A1111 sampler names (and the aliases its API accepts) -> our scheduler names (core.requests.SCHEDULERS).
@@ -278,8 +278,8 @@ def info(results: Sequence[Result], *, size: tuple[int, int], warnings: Sequence
     first = results[0].parameters
     task = "img2img" if first.get("task") == "inpaint" else "txt2img"
     if task == "txt2img":
-        seeds = [(first["seed"] + index) % (MAX_SEED + 1) for index in range(first["num_images"])]
-        texts = [parameters_text(first)] * len(seeds)
+        seeds = [image_seed(first["seed"], index) for index in range(first["num_images"])]
+        texts = [parameters_text(image_parameters(first, index)) for index in range(len(seeds))]
     else:
         seeds = [result.seed for result in results]
         texts = [parameters_text(result.parameters) for result in results]

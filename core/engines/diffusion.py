@@ -46,7 +46,7 @@ from core.errors import (
     OutOfMemoryError,
     StudioError,
 )
-from core.requests import MAX_SEED, SCHEDULERS, GenerateRequest, InpaintRequest
+from core.requests import SCHEDULERS, GenerateRequest, InpaintRequest, image_seed
 from core.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -73,12 +73,6 @@ _OUT_OF_MEMORY = "ran out of memory: lower the size, steps or number of images"
 def safety_checker_enabled(environ: Mapping[str, str] | None = None) -> bool:
     value = (os.environ if environ is None else environ).get(SAFETY_CHECKER_ENV, "1")
     return value.strip().lower() not in {"0", "false", "no", "off"}
-
-
-def image_seed(seed: int, index: int) -> int:
-    """The seed of image `index` of a request: image i of a batch starts from seed + i, so one
-    image of a batch can be made again on its own (up to batch rounding differences)."""
-    return (seed + index) % (MAX_SEED + 1)
 
 
 def out_of_memory_error(error: BaseException) -> OutOfMemoryError | None:

@@ -8,9 +8,9 @@ from core.runner import Result
 
 
 def result_file_name(result: Result, index: int = 0, *, prefix: str = "canvas-studio") -> str:
+    """e.g. canvas-studio-txt2img-sd-turbo-1235.png: task, model and the seed this one image was made from."""
     parameters = result.parameters
-    suffix = f"-{index + 1}" if len(result.pngs) > 1 else ""
-    return f"{prefix}-{parameters.get('task', 'image')}-{parameters.get('model', 'model')}-{result.seed}{suffix}.png"
+    return f"{prefix}-{parameters.get('task', 'image')}-{parameters.get('model', 'model')}-{result.seed_of(index)}.png"
 
 
 def png_download(png: bytes, file_name: str, *, key: str, label: str = "Download PNG") -> None:

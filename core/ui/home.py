@@ -39,23 +39,23 @@ def _device_line() -> str:
 
 
 def render_home() -> None:
-    page_start("Canvas Studio", ":material/palette:", page_title="Canvas Studio")
-    st.markdown(
-        "Generate images from a text prompt.  \n"
-        "Edit any region of a photo: paint over it, then remove it or replace it from a prompt.  \n"
-        "Everything runs on this machine, through one shared queue; every PNG carries its settings."
+    page_start(
+        "Canvas Studio",
+        ":material/palette:",
+        "Generate images from a prompt; edit any region of a photo (paint over it, then remove it or replace it "
+        "from a prompt). Everything runs through one shared queue; every PNG carries its settings.",
+        page_title="Canvas Studio",
     )
+    _try_it()  # first: the demo and its result sit in view on a laptop and on a phone
+    st.divider()
     links, models = st.columns([2, 3], gap="large")
     with links:
         st.subheader("Start")
         for path, label, icon, blurb in PAGES:
-            st.page_link(path, label=label, icon=icon)
-            st.caption(blurb)
+            st.page_link(path, label=label, icon=icon, help=blurb)
         st.caption(f"Device: **{_device_line()}**")
     with models:
         _models_table()
-    st.divider()
-    _try_it()
     page_end()
 
 
@@ -71,9 +71,9 @@ def _models_table() -> None:
 
 
 def _try_it() -> None:
-    st.subheader("Try it (works offline)")
-    sample_column, upload_column = st.columns(2, gap="large")
+    sample_column, upload_column = st.columns([3, 2], gap="large")
     with sample_column:
+        st.subheader("Try it (works offline)")
         st.markdown("Remove the watermark from the sample photo with the built-in OpenCV engine.")
         job_id = st.session_state.get(TRY_JOB)
         status = lookup(job_id) if job_id else None
@@ -83,28 +83,31 @@ def _try_it() -> None:
                 from core.ui.sample import watermarked_sample
 
                 image, mask = watermarked_sample()
-                request = InpaintRequest(
-                    model=TRY_MODEL, image=image, mask=mask, mask_grow=3, mask_blur=2
-                )
+                request = InpaintRequest(model=TRY_MODEL, image=image, mask=mask, mask_grow=3, mask_blur=2)
                 st.session_state[TRY_JOB] = state.queue().submit(
                     request, session=state.session_id(), label="home sample", heartbeat=True
                 )
                 st.rerun()
+        if TRY_JOB in st.session_state:  # the progress and the result right under the button
+            result = job_result(st.session_state[TRY_JOB], key="home.try")
+            if result is not None:
+                from core.ui.sample import watermarked_sample
+
+                before_after(
+                    watermarked_sample()[0],
+                    result.images[0],
+                    key="home.compare",
+                    labels=("Watermarked", "Removed"),
+                    reveal=True,
+                )
+                png_download(result.pngs[0], "canvas-studio-sample.png", key="home.download")
     with upload_column:
-        st.markdown("Or bring your own photo to the Inpaint page and paint over what should go.")
+        st.subheader("Your photo")
+        st.markdown("Bring your own photo to the Inpaint page and paint over what should go.")
         upload = image_uploader("Your photo", key="home.upload", limits=state.settings().image_limits)
         if upload is not None and st.button("Open it in Inpaint", icon=":material/brush:"):
             st.session_state["inpaint.source"] = upload
             st.switch_page("pages/2_Inpaint.py")
-    if TRY_JOB in st.session_state:
-        result = job_result(st.session_state[TRY_JOB], key="home.try")
-        if result is not None:
-            from core.ui.sample import watermarked_sample
-
-            before_after(
-                watermarked_sample()[0], result.images[0], key="home.compare", labels=("Watermarked", "Removed")
-            )
-            png_download(result.pngs[0], "canvas-studio-sample.png", key="home.download")
 
 
 __all__ = ["PAGES", "render_home"]
