@@ -89,6 +89,8 @@ def test_webuiapi_txt2img_gives_a1111_info_and_the_same_pixels_for_the_same_seed
     assert info["seed"] == 7 and info["all_seeds"] == [7, 8]
     assert info["sd_model_name"] == "tiny-sd" and info["sampler_name"] == "Euler a" and info["steps"] == 2
     assert info["prompt"] == asked["prompt"] and info["width"] == 64 and info["cfg_scale"] == 7.5
+    hashes = {item["title"]: item["hash"] for item in webui.get_sd_models()}
+    assert info["sd_model_hash"] == hashes["tiny-sd"]
     # infotexts are the text the PNGs carry
     assert info["infotexts"][0] == first.images[0].info["parameters"]
     assert "Seed: 7" in info["infotexts"][0] and info["cached"] is False

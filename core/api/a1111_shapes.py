@@ -160,7 +160,11 @@ def schedule_list() -> list[dict[str, Any]]:
 
 def model_hash(spec: ModelSpec) -> str:
     """sha256 of the model's source (hub id and revision, or file): names the catalogue entry, not a weights file."""
-    return hashlib.sha256(spec.source.encode("utf-8")).hexdigest()
+    return _source_hash(spec.source)
+
+
+def _source_hash(source: str) -> str:
+    return hashlib.sha256(source.encode("utf-8")).hexdigest()
 
 
 def sd_model_item(spec: ModelSpec) -> dict[str, Any]:
@@ -305,7 +309,7 @@ def info(results: Sequence[Result], *, size: tuple[int, int], warnings: Sequence
         "batch_size": count,
         "restore_faces": False,
         "sd_model_name": first.get("model"),
-        "sd_model_hash": None,
+        "sd_model_hash": _source_hash(first["model_source"])[:10] if "model_source" in first else None,
         "denoising_strength": first.get("strength") if task == "img2img" else None,
         "extra_generation_params": {},
         "index_of_first_image": 0,
