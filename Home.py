@@ -13,14 +13,16 @@ from core.ui.home import render_home
 
 
 @asynccontextmanager
-async def _export_secrets_first(_app):
+async def _start(_app):
+    from core import services
     from core.ui.state import export_secrets
 
     export_secrets()  # st.secrets["api_key"] protects the API before any page is opened
+    services.queue()  # the workers start now: jobs queued before a restart run without waiting for a visit
     yield
 
 
-app = st.App("Home.py", routes=api_routes(), lifespan=_export_secrets_first)
+app = st.App("Home.py", routes=api_routes(), lifespan=_start)
 
 if __name__ == "__main__":
     render_home()

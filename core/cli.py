@@ -1,4 +1,4 @@
-"""The command line: models, generate, inpaint, batch, info, download.
+"""The command line: models, generate, inpaint, batch, info, download, worker, queue.
 
 Bad input exits with status 2 and one line on stderr, never a traceback; long work shows a
 progress bar on stderr; a cache hit says so.
@@ -383,6 +383,54 @@ def _inpaint_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _worker(args) -> int:
+    """Run jobs from the job store until stopped (Ctrl-C or SIGTERM put the running job back in the queue)."""
+    import signal
+
+    from core import services
+    from core.jobs import Worker, worker_name
+
+    queue = services.queue(workers=0)  # this process's only worker is the one below, in the main thread
+    worker = Worker(queue, worker_name())
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: worker.stop())
+    print(f"worker {worker.name}: taking jobs from {queue.store!r}", file=sys.stderr, flush=True)
+    worker.run()
+    return EXIT_OK
+
+
+def _queue(args) -> int:
+    """The jobs waiting and running (and the latest finished ones with --recent N), and the workers alive."""
+    from core import services
+
+    queue = services.queue(workers=0)
+    unfinished = sorted(queue.jobs(), key=lambda status: (status.position == 0, status.position))
+    rows = [("ID", "STATE", "POSITION", "WORKER", "ATTEMPTS", "AGE", "JOB")]
+    for status in [*unfinished, *queue.recent(args.recent)]:
+        state = "cancelling" if status.cancel_requested and not status.state.finished else status.state.value
+        rows.append((
+            status.id, state, str(status.position or "-"), status.worker or "-", str(status.attempts),
+            _age(status.age_s), f"{status.label or status.model} ({status.model})",
+        ))  # fmt: skip
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[-1])
+    workers = queue.live_workers()
+    waiting = sum(1 for status in unfinished if status.state.value == "queued")
+    print(
+        f"\n{queue.store!r}: {waiting} waiting, {len(workers)} workers alive ({', '.join(sorted(workers)) or 'none'})"
+    )
+    return EXIT_OK
+
+
+def _age(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, status 2, as for every other bad input
         self.exit(EXIT_BAD_INPUT, f"error: {message} (see --help)\n")
@@ -469,4 +517,11 @@ def _parser() -> argparse.ArgumentParser:
     sub = commands.add_parser("download", help="fetch a hub model into the Hugging Face cache")
     sub.add_argument("model")
     sub.set_defaults(command=_download)
+
+    sub = commands.add_parser("worker", help="run jobs from the job store (STUDIO_QUEUE_URL) until stopped")
+    sub.set_defaults(command=_worker)
+
+    sub = commands.add_parser("queue", help="list the jobs waiting and running, and the workers alive")
+    sub.add_argument("--recent", type=int, default=10, help="also list this many finished jobs (default 10)")
+    sub.set_defaults(command=_queue)
     return parser

@@ -93,9 +93,36 @@ class Result:
             return self._encoded
         return tuple(encode_png(image, image_parameters(self.parameters, i)) for i, image in enumerate(self.images))
 
+    def held_bytes(self) -> int:
+        """Memory this result holds now: the images its loader keeps (an edit keeps its input), the
+        images once loaded and the PNGs once encoded, each counted once."""
+        kept, blobs = _held_by(self._load_images)
+        images = {id(image): image for image in kept}
+        images.update((id(image), image) for image in self.__dict__.get("images", ()))
+        blobs.update((id(png), png) for png in self.__dict__.get("pngs") or self._encoded or ())
+        pixels = sum(image.width * image.height * len(image.getbands()) for image in images.values())
+        return pixels + sum(map(len, blobs.values()))
+
     def __reduce__(self):  # st.cache_data copies results by pickling: send the PNGs, not loaders
         fields = (self.parameters, self.key, self.cached, self.filtered, self.elapsed_s, self.pngs)
         return _result_from_pngs, fields
+
+
+def _held_by(loader: Callable) -> tuple[list[Image.Image], dict[int, bytes]]:
+    """The images and encoded files a loader keeps alive (a partial's arguments, or a closure's)."""
+    if isinstance(loader, partial):
+        values = list(loader.args)
+    else:
+        values = [cell.cell_contents for cell in (getattr(loader, "__closure__", None) or ())]
+    images, blobs = [], {}
+    for value in values:
+        items = value if isinstance(value, (tuple, list)) else getattr(value, "pngs", (value,))
+        for item in items:
+            if isinstance(item, Image.Image):
+                images.append(item)
+            elif isinstance(item, bytes):
+                blobs[id(item)] = item
+    return images, blobs
 
 
 def _result_from_pngs(parameters, key, cached, filtered, elapsed_s, pngs) -> Result:
@@ -172,7 +199,15 @@ class Studio:
         if self.store is None:
             return None
         stored = self.store.get(prepared.key)
-        return None if stored is None else _from_store(prepared, stored)
+        image = prepared.request.image if isinstance(prepared.request, InpaintRequest) else None
+        return None if stored is None else _from_store(prepared.key, stored, image)
+
+    def stored_result(self, key: str, image: Image.Image | None = None) -> Result | None:
+        """A stored result by its key (an edit's is composed onto its input `image`), or None."""
+        stored = self.store.get(key) if self.store is not None else None
+        if stored is None or (stored.metadata.get("region") is not None and image is None):
+            return None
+        return _from_store(key, stored, image)
 
     # 2. Serve from the store, or run the engine and store the result.
     def run(self, prepared: Prepared, report: Reporter = silent_reporter) -> Result:
@@ -344,17 +379,17 @@ def _edited(image: Image.Image, pixels: Image.Image, box: Box) -> tuple[Image.Im
     return (edited,)
 
 
-def _from_store(prepared: Prepared, stored: StoredResult) -> Result:
+def _from_store(key: str, stored: StoredResult, image: Image.Image | None) -> Result:
     metadata = stored.metadata
     region = metadata.get("region")
 
     def load_images() -> tuple[Image.Image, ...]:
         decoded = [_decoded(png) for png in stored.pngs]
-        return tuple(decoded) if region is None else _edited(prepared.request.image, decoded[0], tuple(region))
+        return tuple(decoded) if region is None else _edited(image, decoded[0], tuple(region))
 
     filtered = tuple(metadata.get("filtered", [False] * len(stored.pngs)))
     encoded = None if region is not None else tuple(stored.pngs)
-    return Result(dict(metadata["parameters"]), prepared.key, True, filtered, 0.0, load_images, encoded)
+    return Result(dict(metadata["parameters"]), key, True, filtered, 0.0, load_images, encoded)
 
 
 def _decoded(png: bytes) -> Image.Image:

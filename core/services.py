@@ -1,14 +1,16 @@
 """The process-wide services: one Studio (catalogue, model pool, result store) and one job queue.
 
 Pages reach them through `core/ui/state.py` (`st.cache_resource`), the REST API and the CLI directly;
-all get the same objects, so every entry point shares one queue, one pool and one cache.
+all get the same objects, so every entry point shares one queue, one pool and one cache. The queue's
+store is the one `STUDIO_QUEUE_URL` names (SQLite in `STUDIO_CACHE_DIR` when unset), shared with
+every other process using the same store.
 """
 
 from __future__ import annotations
 
 import threading
 
-from core.jobs import JobQueue
+from core.jobs import JobQueue, open_store
 from core.runner import Studio
 from core.settings import Settings
 
@@ -29,7 +31,8 @@ def studio() -> Studio:
         return _studio
 
 
-def queue() -> JobQueue:
+def queue(*, workers: int | None = None) -> JobQueue:
+    """The process's queue; `workers` overrides STUDIO_WORKERS when this call creates it."""
     global _queue
     current_studio = studio()
     with _lock:
@@ -37,9 +40,12 @@ def queue() -> JobQueue:
             config = settings()
             _queue = JobQueue(
                 current_studio,
+                open_store(config.queue_url, config.cache_dir),
+                workers=config.workers if workers is None else workers,
                 max_queue=config.max_queue,
                 max_per_session=config.max_jobs_per_session,
                 abandon_after_s=config.abandon_after_s,
+                lease_s=config.lease_s,
             )
         return _queue
 
@@ -50,6 +56,7 @@ def reset() -> None:
     with _lock:
         if _queue is not None:
             _queue.shutdown(wait=False)
+            _queue.store.close()
         if _studio is not None:
             _studio.pool.clear()
         _studio, _queue = None, None

@@ -20,6 +20,19 @@ def _int(environ: Mapping[str, str], name: str, default: int) -> int:
         raise ValueError(f"{name} must be a whole number, got {raw!r}") from None
 
 
+def _float(environ: Mapping[str, str], name: str, default: float) -> float:
+    raw = environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from None
+    if not value > 0:
+        raise ValueError(f"{name} must be positive, got {raw!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class ImageLimits:
     """What an input image may be. Checked on the header, before any pixel is decoded."""
@@ -42,6 +55,9 @@ class Settings:
     abandon_after_s: float  # a page's job nobody has watched for this long is cancelled (closed tab)
     max_body_bytes: int
     device: str | None  # None = auto (cuda > mps > cpu)
+    queue_url: str | None = None  # None = the SQLite job store in cache_dir; redis://host:port/db for several machines
+    workers: int = 1  # in-process workers of the app; 0 = a pure front-end
+    lease_s: float = 30.0  # a running job whose worker stopped renewing for this long is retried elsewhere
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -62,4 +78,7 @@ class Settings:
             abandon_after_s=float(max(1, _int(env, "STUDIO_ABANDON_AFTER_S", 60))),
             max_body_bytes=_int(env, "STUDIO_MAX_BODY_MB", 50) * 1024 * 1024,
             device=env.get("STUDIO_DEVICE") or None,
+            queue_url=env.get("STUDIO_QUEUE_URL") or None,
+            workers=max(0, _int(env, "STUDIO_WORKERS", 1)),
+            lease_s=_float(env, "STUDIO_LEASE_S", 30.0),
         )

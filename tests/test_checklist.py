@@ -50,6 +50,7 @@ from core.pool import ModelPool
 from core.requests import GenerateRequest, InpaintRequest
 from core.runner import Studio
 from core.store import PNG_SIGNATURE, ResultStore
+from core.ui import sessions
 from tests.api_helpers import wait_for_a_step, wait_for_status
 from tests.app_helpers import (
     STROKES,
@@ -847,9 +848,12 @@ def test_item_19_rerun_and_tab_close_during_a_run_reattach_or_abort_at_the_next_
     assert [status.id for status in queue.jobs(session=session)] == [job_id]
     assert queue.status(job_id).state is JobState.RUNNING
 
-    # The tab is closed: the page stops polling. Past the abandonment time the run stops at its next step.
+    # The tab is closed: its websocket is gone, so the front-end's sweep no longer keeps its jobs.
+    # Past the abandonment time the run stops at its next step.
     queue.abandon_after_s = 0.5
     closed_at = time.monotonic()
+    time.sleep(0.6)
+    queue.touch_sessions(sessions.connected())  # the sweep (no Streamlit server here: no session is connected)
     final = queue.wait(job_id, timeout=30)
     assert final.state is JobState.CANCELLED, final
     assert final.step < final.total

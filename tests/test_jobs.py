@@ -9,74 +9,18 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import Counter
 
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from core.engines import load_engine
 from core.errors import BadParameterError, BusyError
-from core.jobs import OUT_OF_MEMORY_MESSAGE, JobNotDoneError, JobQueue, JobState
+from core.jobs import OUT_OF_MEMORY_MESSAGE, JobNotDoneError, JobQueue, JobState, UnknownJobError
 from core.pool import ModelPool
-from core.requests import GenerateRequest, InpaintRequest
+from core.requests import InpaintRequest
 from core.runner import Studio
 from core.store import ResultStore
-
-SIZE = 64  # tiny-sd at 64 px: a few milliseconds per step
-
-
-class EngineSpy:
-    """Wraps each real engine the pool loads: counts runs and preview renders, records the steps
-    passed to the queue's reporter, and holds runs at the gate while it is closed."""
-
-    def __init__(self, fail_with: BaseException | None = None):
-        self.runs: Counter[int] = Counter()  # by seed
-        self.steps: dict[int, list[int]] = {}  # seed -> steps passed to the queue's reporter
-        self.renders = 0
-        self.gate = threading.Event()
-        self.gate.set()
-        self.fail_with = fail_with  # raised by the engine instead of running (e.g. MemoryError)
-        self._lock = threading.Lock()
-
-    def loader(self, spec):
-        return _SpiedEngine(load_engine(spec), self)
-
-    def wrap(self, report, seed: int):
-        def spied(step, total, preview=None):
-            if not self.gate.wait(timeout=30):
-                raise AssertionError("the test never opened the gate")
-            with self._lock:
-                self.steps.setdefault(seed, []).append(step)
-            report(step, total, self._counted(preview) if preview is not None else None)
-
-        return spied
-
-    def _counted(self, preview):
-        def render():
-            with self._lock:
-                self.renders += 1
-            return preview()
-
-        return render
-
-
-class _SpiedEngine:
-    def __init__(self, engine, spy: EngineSpy):
-        self.engine, self.spy, self.spec = engine, spy, engine.spec
-
-    def text_to_image(self, request, report):
-        self.spy.runs[request.seed] += 1
-        if self.spy.fail_with is not None:
-            raise self.spy.fail_with
-        return self.engine.text_to_image(request, self.spy.wrap(report, request.seed))
-
-    def inpaint(self, image, mask, request, report):
-        self.spy.runs[request.seed] += 1
-        return self.engine.inpaint(image, mask, request, self.spy.wrap(report, request.seed))
-
-    def close(self):
-        self.engine.close()
+from tests.job_helpers import EngineSpy, generate, wait_until
 
 
 @pytest.fixture
@@ -103,12 +47,6 @@ def make_queue(studio, spy):
         queue.shutdown(wait=True)
 
 
-def generate(seed: int, steps: int = 2, **changes) -> GenerateRequest:
-    values = {"model": "tiny-sd", "prompt": "a lighthouse at dusk", "width": SIZE, "height": SIZE}
-    values.update(num_inference_steps=steps, seed=seed, **changes)
-    return GenerateRequest(**values)
-
-
 @pytest.fixture(scope="module")
 def photo_and_mask():
     from skimage import data
@@ -117,16 +55,6 @@ def photo_and_mask():
     mask = Image.new("L", photo.size, 0)
     ImageDraw.Draw(mask).ellipse((250, 150, 330, 230), fill=255)
     return photo, mask
-
-
-def wait_until(condition, timeout: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.002)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def pixels(result) -> list[np.ndarray]:
@@ -194,9 +122,10 @@ def test_result_of_an_unfinished_job_and_unknown_ids(make_queue, spy):
         queue.result(job)
     assert raised.value.status.id == job and raised.value.code == "job_not_done"
     assert queue.wait(job, timeout=0.05).state in (JobState.QUEUED, JobState.RUNNING)  # timed out, not finished
-    for call in (queue.status, queue.result, queue.preview, queue.cancel):
-        with pytest.raises(KeyError):
+    for call in (queue.status, queue.result, queue.preview, queue.cancel, queue.wait):
+        with pytest.raises(UnknownJobError) as unknown:
             call("no-such-job")
+        assert unknown.value.code == "unknown_job"
 
 
 # -- cancel -----------------------------------------------------------------------------------------
@@ -398,22 +327,25 @@ def test_bad_input_is_refused_at_submit_and_queues_nothing(make_queue):
 # -- watching -----------------------------------------------------------------------------------------
 
 
-def test_a_job_whose_page_stopped_watching_is_cancelled(make_queue, spy, studio):
-    queue = make_queue(abandon_after_s=0.5)
+def test_a_job_whose_browser_session_is_gone_is_cancelled_and_others_never_are(make_queue, spy, studio):
+    queue = make_queue(abandon_after_s=0.5, max_per_session=8)
     spy.gate.clear()
     watched = queue.submit(generate(100, steps=3), session="tab", heartbeat=True)
     api_job = queue.submit(generate(101, steps=3), session="api-client")  # no heartbeat: never abandoned
+    batch_job = queue.submit(generate(102, steps=3), session="tab", group="batch-1", heartbeat=True)  # a group: never
     wait_until(lambda: queue.status(watched).state is JobState.RUNNING, what="the job to start")
 
-    for _ in range(20):  # 1 s of a page polling: kept
-        queue.touch(watched, "tab")
+    for _ in range(20):  # 1 s of the front-end seeing the tab's websocket open (visible or not): kept
+        queue.touch_sessions(["tab"])
         time.sleep(0.05)
     assert not queue.status(watched).cancel_requested
     time.sleep(0.7)  # the tab was closed
+    queue.touch_sessions([])  # the front-end's next sweep: the tab's session is gone
     assert queue.status(watched).cancel_requested
     spy.gate.set()
     assert queue.wait(watched, timeout=60).state is JobState.CANCELLED
     assert queue.wait(api_job, timeout=60).state is JobState.DONE
+    assert queue.wait(batch_job, timeout=60).state is JobState.DONE
     assert studio.cached(studio.prepare(generate(100, steps=3))) is None
 
 
@@ -456,7 +388,7 @@ def test_preview_of_a_running_diffusion_job_and_none_for_opencv(make_queue, spy,
     assert queue.wait(opencv, timeout=60).state is JobState.DONE
 
 
-def test_shutdown_cancels_what_is_left_and_refuses_new_jobs(make_queue, spy):
+def test_shutdown_puts_the_running_job_back_and_the_next_process_runs_everything(make_queue, spy):
     queue = make_queue()
     spy.gate.clear()
     running = queue.submit(generate(130), session="tab")
@@ -464,8 +396,13 @@ def test_shutdown_cancels_what_is_left_and_refuses_new_jobs(make_queue, spy):
     queued = queue.submit(generate(131), session="tab")
     threading.Timer(0.1, spy.gate.set).start()
     queue.shutdown(wait=True)
-    assert queue.status(queued).state is JobState.CANCELLED
-    assert queue.status(running).state is JobState.CANCELLED
+    assert queue.status(queued).state is JobState.QUEUED
+    back = queue.status(running)
+    assert back.state is JobState.QUEUED and back.attempts == 0  # released, not lost: no attempt counted
     with pytest.raises(BusyError):
         queue.submit(generate(132), session="tab")
 
+    successor = make_queue(store=queue.store)  # the next process on the same job store
+    assert successor.wait(running, timeout=60).state is JobState.DONE
+    assert successor.wait(queued, timeout=60).state is JobState.DONE
+    assert successor.status(running).attempts == 1
