@@ -26,7 +26,7 @@ from pathlib import PurePosixPath
 from core import masks
 from core.errors import BadParameterError, BusyError, StudioError
 from core.images import load_image
-from core.jobs import JobQueue, JobState, JobStatus
+from core.jobs import JobQueue, JobState, JobStatus, UnknownJobError
 from core.requests import InpaintRequest
 from core.runner import Request
 from core.settings import ImageLimits
@@ -323,7 +323,7 @@ class BatchRun:
     def _status(queue: JobQueue, item: BatchItem) -> JobStatus | None:
         try:
             return queue.status(item.job_id)
-        except KeyError:
+        except UnknownJobError:
             return None
 
     def _refresh(self, queue: JobQueue, item: BatchItem) -> None:
@@ -338,7 +338,7 @@ class BatchRun:
             try:
                 result = queue.result(item.job_id)
                 item.png, item.parameters = result.pngs[0], result.parameters
-            except (KeyError, StudioError):
+            except StudioError:  # ResultGoneError among them
                 item.problem = "the result could not be read back; run the batch again"
         item.final = status
 

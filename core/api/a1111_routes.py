@@ -35,7 +35,7 @@ from core.api.errors import Failure, add_error_handlers
 from core.api.schemas import base64_bytes
 from core.errors import BadImageError, BadMaskError, BadParameterError
 from core.infotext import png_parameters
-from core.jobs import JobState, JobStatus
+from core.jobs import JobState, JobStatus, UnknownJobError
 from core.runner import Result
 
 SDAPI_PREFIX = "/sdapi/v1"
@@ -309,7 +309,7 @@ def _interrupt(client: str) -> None:
     mine = _mine(client)
     targets = [status for status in mine if status.state is JobState.RUNNING] or mine[:1]
     for status in targets:
-        with contextlib.suppress(KeyError):  # finished and dropped meanwhile
+        with contextlib.suppress(UnknownJobError):  # finished and dropped meanwhile
             services.queue().cancel(status.id, session=client)
 
 

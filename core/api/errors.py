@@ -33,6 +33,7 @@ STATUS_BY_CODE = {
     "not_found": 404,
     "method_not_allowed": 405,
     "job_not_done": 409,
+    "result_gone": 410,
     "cancelled": 409,
     "body_too_large": 413,
     "busy": 429,

@@ -30,7 +30,7 @@ from core.api.auth import BodyLimit, RequireKey, client_session
 from core.api.errors import ApiError, Failure, add_error_handlers
 from core.api.openai_shapes import GenerationBody, ParameterError
 from core.images import load_image
-from core.jobs import JobStatus
+from core.jobs import JobStatus, ResultGoneError, UnknownJobError
 from core.runner import Result
 
 OPENAI_PREFIX = "/v1"
@@ -166,7 +166,7 @@ def create_openai_images(*, sync_timeout_s: float | None = None, max_body_bytes:
         def png() -> bytes:
             try:
                 return services.queue().result(job_id).pngs[index]
-            except (KeyError, IndexError):
+            except (UnknownJobError, ResultGoneError, IndexError):
                 raise ApiError(404, "not_found", "this image's link has expired") from None
 
         return Response(await anyio.to_thread.run_sync(png), media_type="image/png")

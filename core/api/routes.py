@@ -250,15 +250,20 @@ def _job_body(status: JobStatus) -> dict[str, Any]:
         "error_code": status.error_code,
         "cached": status.cached,
         "cancel_requested": status.cancel_requested,
+        "worker": status.worker,
+        "attempts": status.attempts,
     }
 
 
 def _health() -> dict[str, Any]:
+    queue = services.queue()
     return {
         "status": "ok",
         "version": core.__version__,
         "device": _device(),
-        "queue_length": services.queue().queue_length(),
+        "queue_length": queue.queue_length(),
+        "queue_backend": queue.store.kind,
+        "workers_alive": queue.workers_alive(),
         "pid": os.getpid(),
     }
 

@@ -19,10 +19,10 @@ from typing import Any
 import anyio
 
 from core import services
-from core.api.errors import ApiError, JobOutcome, SyncTimeout
+from core.api.errors import JobOutcome, SyncTimeout
 from core.catalogue import Catalogue, ModelSpec
 from core.errors import BadParameterError, UnknownModelError
-from core.jobs import JobQueue, JobState, JobStatus
+from core.jobs import JobQueue, JobState, JobStatus, UnknownJobError
 from core.runner import Request as CoreRequest
 from core.runner import Result, Studio
 
@@ -155,22 +155,18 @@ async def wait_for_all(statuses: Sequence[JobStatus], client: str, timeout_s: fl
 def _cancel_all(job_ids: Sequence[str], client: str) -> None:
     queue = services.queue()
     for job_id in job_ids:
-        with contextlib.suppress(KeyError):  # finished and dropped meanwhile
+        with contextlib.suppress(UnknownJobError):  # finished and dropped meanwhile
             queue.cancel(job_id, session=client)
 
 
 async def on_job(
     job_id: str, action: Callable[[JobQueue, str], Any], limiter: anyio.CapacityLimiter | None = None
 ) -> Any:
-    """`action(queue, job_id)` in a worker thread; an unknown (or long dropped) id answers 404."""
+    """`action(queue, job_id)` in a worker thread; an unknown (or long dropped) id answers 404
+    (UnknownJobError)."""
 
     def run() -> Any:
-        try:
-            return action(services.queue(), job_id)
-        except KeyError:
-            raise ApiError(
-                404, "unknown_job", "unknown job; finished jobs are kept for a while, then dropped"
-            ) from None
+        return action(services.queue(), job_id)
 
     return await anyio.to_thread.run_sync(run, limiter=limiter)
 

@@ -180,7 +180,9 @@ class Health(BaseModel):
     status: Literal["ok"]
     version: str
     device: str
-    queue_length: int
+    queue_length: int = Field(description="jobs waiting to start, on every front-end of this job store")
+    queue_backend: Literal["sqlite", "redis"] = Field(description="the job store (STUDIO_QUEUE_URL)")
+    workers_alive: int = Field(description="workers taking jobs from this job store, in any process")
     pid: int
 
 
@@ -228,6 +230,8 @@ class JobInfo(BaseModel):
     error_code: str | None
     cached: bool
     cancel_requested: bool
+    worker: str | None = Field(description="host:pid of the worker that ran (or runs) it")
+    attempts: int = Field(description="runs started: 2 when its first worker was lost")
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:

@@ -149,18 +149,14 @@ class JobStatus:
     groups: tuple[str, ...] = field(default=())
 
 
-class UnknownJobError(StudioError, KeyError):
-    """No job has this id (never submitted, or dropped from the store long after it finished).
-    (A KeyError too, for callers written before it existed.)"""
+class UnknownJobError(StudioError):
+    """No job has this id (never submitted, or dropped from the store long after it finished)."""
 
     code = "unknown_job"
 
     def __init__(self, job_id: str):
         super().__init__("unknown job; finished jobs are kept for a while, then dropped")
         self.job_id = job_id
-
-    def __str__(self) -> str:  # KeyError would quote the message
-        return self.message
 
 
 class ResultGoneError(StudioError):

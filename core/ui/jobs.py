@@ -1,7 +1,7 @@
 """The job panel: a queued or running job's position, progress, ETA, live preview and Cancel.
 
-The panel polls the process-wide queue from a fragment (only the panel reruns, every
-`POLL_SECONDS`), tells the queue the page still watches (`touch`), and reruns the whole page once
+The panel polls the job queue from a fragment (only the panel reruns, every `POLL_SECONDS`) and
+reruns the whole page once
 the job has finished, so the page shows the result (or the error) in its normal flow. A rerun, a
 page switch or a second tab never starts a job again: pages keep job ids in session_state and
 reattach here.
@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 import streamlit as st
 
 from core.batch import ItemView
-from core.jobs import JobState, JobStatus
+from core.jobs import JobState, JobStatus, UnknownJobError
 from core.runner import Result
 from core.ui import state
 from core.ui.errors import shown_errors
@@ -66,7 +66,7 @@ def lookup(job_id: str) -> JobStatus | None:
     app restarted)."""
     try:
         return state.queue().status(job_id)
-    except KeyError:
+    except UnknownJobError:
         return None
 
 
@@ -109,11 +109,10 @@ def job_result(job_id: str, *, key: str) -> Result | None:
 
 @st.fragment(run_every=POLL_SECONDS)
 def _live_job(job_id: str, key: str) -> None:
-    queue, session = state.queue(), state.session_id()
+    queue = state.queue()
     try:
-        queue.touch(job_id, session)
         status = queue.status(job_id)
-    except KeyError:
+    except UnknownJobError:
         st.rerun()
     if status.state.finished:
         st.rerun()  # the whole page: it now shows the result
@@ -134,7 +133,7 @@ def _live_job(job_id: str, key: str) -> None:
 
 
 def _cancel(job_id: str) -> None:
-    with contextlib.suppress(KeyError):  # already gone: nothing to cancel
+    with contextlib.suppress(UnknownJobError):  # already gone: nothing to cancel
         state.queue().cancel(job_id, session=state.session_id())
 
 
@@ -191,12 +190,7 @@ def _live_group(
     cancel: Callable[[], None],
     live: Callable[[Sequence[ItemView]], None] | None = None,
 ) -> None:
-    queue, session = state.queue(), state.session_id()
     views = poll()
-    for view in views:
-        if view.status is not None and not view.status.state.finished:
-            with contextlib.suppress(KeyError):
-                queue.touch(view.status.id, session)
     if all(view.finished for view in views):
         st.rerun()  # the whole page: it now shows the results
     finished = sum(view.finished for view in views)

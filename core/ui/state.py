@@ -18,6 +18,7 @@ from core import services
 from core.jobs import JobQueue
 from core.runner import Result, Studio
 from core.settings import Settings
+from core.ui import sessions
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,9 @@ def session_id() -> str:
     """A stable id for this browser session: the queue's `session` (limits, reattaching, cancel)."""
     if "studio.session" not in st.session_state:
         st.session_state["studio.session"] = "web-" + secrets.token_hex(8)
-    return st.session_state["studio.session"]
+    session = st.session_state["studio.session"]
+    sessions.register(session)  # its jobs are kept while this browser session stays connected
+    return session
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
