@@ -30,6 +30,7 @@ BENCHMARKS = {
     "cache_hit": "bench.cache_hit",
     "large_image": "bench.large_image",
     "queue": "bench.queue_figures",
+    "job_store": "bench.job_store",
     "model_memory": "bench.model_memory",
     "batch_vs_iopaint": "bench.batch_vs_iopaint",
     "home_render": "bench.home_render",

@@ -404,7 +404,7 @@ def _queue(args) -> int:
     from core import services
 
     queue = services.queue(workers=0)
-    unfinished = sorted(queue.jobs(), key=lambda status: (status.position == 0, status.position))
+    unfinished = sorted(queue.unfinished(), key=lambda status: (status.position == 0, status.position))
     rows = [("ID", "STATE", "POSITION", "WORKER", "ATTEMPTS", "AGE", "JOB")]
     for status in [*unfinished, *queue.recent(args.recent)]:
         state = "cancelling" if status.cancel_requested and not status.state.finished else status.state.value

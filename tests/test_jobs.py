@@ -406,3 +406,31 @@ def test_shutdown_puts_the_running_job_back_and_the_next_process_runs_everything
     assert successor.wait(running, timeout=60).state is JobState.DONE
     assert successor.wait(queued, timeout=60).state is JobState.DONE
     assert successor.status(running).attempts == 1
+
+
+def test_a_flood_of_waiting_requests_loses_no_result_even_when_nothing_is_stored(tiny_catalogue, coffee):
+    # No result store and room for no held result: each result lives only in memory, and only while
+    # the request that waits for it has not read it yet (issue 13: 1 to 3 of 8 answered "unknown job").
+    queue = JobQueue(Studio(tiny_catalogue, ModelPool(1), store=None), keep_result_bytes=1, max_per_session=16)
+    results: dict[int, object] = {}
+    all_finished = threading.Barrier(8, timeout=120)
+
+    def sync_call(index: int) -> None:
+        mask = Image.new("L", coffee.size, 0)
+        ImageDraw.Draw(mask).ellipse((50 + 20 * index, 50, 110 + 20 * index, 110), fill=255)
+        job = queue.submit(InpaintRequest(model="opencv-telea", image=coffee, mask=mask), session="api:10.0.0.9")
+        queue.wait(job, timeout=60)
+        all_finished.wait()  # a busy server reads every result late, after every job has finished
+        results[index] = queue.result(job)
+
+    try:
+        callers = [threading.Thread(target=sync_call, args=(index,)) for index in range(8)]
+        for caller in callers:
+            caller.start()
+        for caller in callers:
+            caller.join(timeout=120)
+        assert sorted(results) == list(range(8))
+        assert all(result.images[0].size == coffee.size for result in results.values())
+        assert queue.held_result_bytes() > 1  # pinned results were not dropped, whatever the cap said
+    finally:
+        queue.shutdown()

@@ -48,7 +48,8 @@ from core.runner import Prepared, Request, Result, Studio
 
 log = logging.getLogger(__name__)
 
-_ESTIMATE_TTL_S = 1.0  # costs and live workers are re-read at most this often per front-end
+_ESTIMATE_TTL_S = 1.0
+_UNREAD_KEEP_S = 60.0  # costs and live workers are re-read at most this often per front-end
 
 
 class _Context:
@@ -102,6 +103,7 @@ class JobQueue:
         self._prepared: dict[str, Prepared] = {}  # submitted here, not yet taken: local workers skip decoding
         self._held: OrderedDict[str, tuple[Result, int]] = OrderedDict()  # recent results made or served here
         self._waiting: Counter[str] = Counter()  # jobs a `wait` of this process waits for: their results stay held
+        self._unread: dict[str, float] = {}  # finished while waited for, result not read yet: held until this time
         self._preview: tuple[str, int, Image.Image] | None = None
         self._estimates: tuple[float, dict, int] | None = None
         self._finishes = 0
@@ -198,24 +200,31 @@ class JobQueue:
         record = self._get(job_id)
         return self._snapshot(record, _Context(self, time.time()) if not record.state.finished else None)
 
-    def jobs(self, *, session: str | None = None, group: str | None = None) -> list[JobStatus]:
+    def jobs(self, *, session: str | None = None, group: str | None = None, limit: int = 200) -> list[JobStatus]:
         """Jobs a session watches (how a page reattaches after a rerun) or of a group, in submission
-        order; with neither, the unfinished jobs."""
+        order; with neither, the latest `limit` jobs of the store (unfinished and finished)."""
         if session is None and group is None:
-            records = self.store.unfinished()
+            records = {record.id: record for record in self.store.recent(limit)}
+            records.update((record.id, record) for record in self.store.unfinished())
+            chosen = sorted(records.values(), key=lambda record: record.seq)[-limit:]
         else:
-            records = self.store.find(group=group) if group is not None else self.store.find(session=session)
-            records = [
-                r
-                for r in records
-                if (session is None or session in r.watchers) and (group is None or group in r.groups)
+            found = self.store.find(group=group) if group is not None else self.store.find(session=session)
+            chosen = [
+                r for r in found if (session is None or session in r.watchers) and (group is None or group in r.groups)
             ]
+        return self._snapshots(chosen)
+
+    def unfinished(self) -> list[JobStatus]:
+        """Jobs waiting or running, in submission order."""
+        return self._snapshots(self.store.unfinished())
+
+    def _snapshots(self, records: list[JobRecord]) -> list[JobStatus]:
         context = _Context(self, time.time()) if any(not r.state.finished for r in records) else None
         return [self._snapshot(record, context) for record in records]
 
     def recent(self, limit: int = 20) -> list[JobStatus]:
         """The most recently submitted finished jobs, newest first (for operators)."""
-        return [self._snapshot(record, None) for record in self.store.recent(limit)]
+        return self._snapshots(self.store.recent(limit))
 
     def result(self, job_id: str) -> Result:
         """The result of a DONE job, from this process's memory or from the result store; otherwise
@@ -224,6 +233,7 @@ class JobQueue:
         if record.state is not JobState.DONE:
             raise JobNotDoneError(self.status(job_id))
         with self._lock:
+            self._unread.pop(job_id, None)
             held = self._held.get(job_id)
             if held is not None:
                 self._held.move_to_end(job_id)
@@ -290,6 +300,8 @@ class JobQueue:
                 self._waiting[job_id] -= 1
                 if self._waiting[job_id] <= 0:
                     del self._waiting[job_id]
+                    # The waiter reads the result next: keep it held until it does (or a minute passes).
+                    self._unread[job_id] = time.monotonic() + _UNREAD_KEEP_S
 
     # -- watching and cancelling ------------------------------------------------------------------
 
@@ -368,11 +380,13 @@ class JobQueue:
         with self._lock:
             self._held[job_id] = (result, size)
             total = sum(held for _, held in self._held.values())
+            now = time.monotonic()
+            self._unread = {key: until for key, until in self._unread.items() if until > now}
             for old in list(self._held):
                 if total <= self.keep_result_bytes:
                     break
-                if old in self._waiting or old == job_id:
-                    continue
+                if old in self._waiting or old in self._unread or old == job_id:
+                    continue  # a request here still waits to read it
                 total -= self._held.pop(old)[1]
 
     def held_result_bytes(self) -> int:

@@ -54,9 +54,25 @@ def render_home() -> None:
         for path, label, icon, blurb in PAGES:
             st.page_link(path, label=label, icon=icon, help=blurb)
         st.caption(f"Device: **{_device_line()}**")
+        st.caption(_queue_line())
     with models:
         _models_table()
     page_end()
+
+
+def _queue_line() -> str:
+    """Workers alive and jobs waiting, on every front-end of this job store."""
+    queue = state.queue()
+    workers, waiting = queue.workers_alive(), queue.queue_length()
+    backend = {"sqlite": "this machine's job store", "redis": "the shared Redis job store"}.get(
+        queue.store.kind, queue.store.kind
+    )
+    worker_text = (
+        "no worker: jobs wait until one starts (`python -m core worker`)"
+        if workers == 0
+        else (f"**{workers}** worker{'s' if workers != 1 else ''}")
+    )
+    return f"Queue: {worker_text} · **{waiting}** job{'s' if waiting != 1 else ''} waiting · {backend}"
 
 
 def _models_table() -> None:
