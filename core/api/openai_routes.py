@@ -40,7 +40,8 @@ _MAX_FORM_FILES = 4
 _MAX_FORM_FIELDS = 32
 
 _TYPES = {401: "invalid_request_error", 429: "rate_limit_error"}
-_RETRYABLE = (429, 504)  # the SDK retries these; a 504's job goes on, and the retry joins it
+# Only "busy" is worth the SDK retrying: a retried 504 would queue the same work again under a new seed.
+_RETRYABLE = (429,)
 
 
 def render_error(failure: Failure) -> JSONResponse:
