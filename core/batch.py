@@ -231,6 +231,26 @@ def match_items(
     return items
 
 
+def check_items(items: Sequence[BatchItem], limits: ImageLimits = ImageLimits()) -> list[BatchItem]:
+    """Every ready item's image and mask decoded once, before Run, so the counts a page shows are the
+    truth: an unreadable, refused or empty file becomes that item's problem (with the reason), the
+    rest stay ready. Pixels are dropped as soon as each item is checked."""
+    checked = []
+    for item in items:
+        if item.problem is None:
+            try:
+                try:
+                    image = load_image(item.image.data, limits)
+                except StudioError as error:
+                    raise BadParameterError(f"{item.image.name}: {error.message}") from None
+                mask = masks.mask_from_image(item.mask.data, image.size)
+                masks.require_not_empty(mask)
+            except StudioError as error:
+                item = dataclasses.replace(item, problem=error.message)
+        checked.append(item)
+    return checked
+
+
 # -- 2. running --------------------------------------------------------------------------------------
 
 
@@ -425,6 +445,7 @@ __all__ = [
     "NamedFile",
     "RequestItem",
     "RequestRun",
+    "check_items",
     "drive",
     "is_mask_name",
     "mask_key",

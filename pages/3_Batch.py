@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import streamlit as st
 
-from core.batch import BatchRun, NamedFile, match_items, read_zip, results_zip, split_images_and_masks
+from core.batch import (
+    BatchItem,
+    BatchRun,
+    NamedFile,
+    check_items,
+    match_items,
+    read_zip,
+    results_zip,
+    split_images_and_masks,
+)
 from core.requests import InpaintRequest
 from core.ui import state
 from core.ui.downloads import zip_download
@@ -16,13 +27,33 @@ from core.ui.prompt_batch import prompt_batch_tab
 from core.ui.sampling import sampling_controls
 from core.ui.uploads import IMAGE_TYPES
 
-RUN = "batch.run"
+RUN, CHECKED = "batch.run", "batch.checked-memo"
 ONE_MASK, BY_NAME, ZIP = "One mask for all images", "Masks matched by file name", "A ZIP of images and masks"
 GALLERY = 12  # result thumbnails shown on the page
 
 
 def named(files) -> list[NamedFile]:
     return [NamedFile(file.name, file.getvalue()) for file in files or []]
+
+
+def checked(items: list[BatchItem], limits) -> list[BatchItem]:
+    """The items with every file decoded once (core.batch.check_items), kept while the inputs stay the
+    same. New inputs clear a finished batch's results, so old results never sit next to new files."""
+    hasher = hashlib.blake2b(digest_size=16)
+    for item in items:
+        for part in (item.name, item.problem or "", item.image.data, item.mask.data if item.mask else b""):
+            hasher.update(part.encode() if isinstance(part, str) else part)
+            hasher.update(b"\0")
+    signature = hasher.hexdigest()
+    memo = st.session_state.get(CHECKED)
+    if memo is not None and memo[0] == signature:
+        return memo[1]
+    result = check_items(items, limits)
+    st.session_state[CHECKED] = (signature, result)
+    run = st.session_state.get(RUN)
+    if run is not None and run.finished(state.queue()):
+        st.session_state.pop(RUN, None)  # the inputs changed: the old results go
+    return result
 
 
 page_start(
@@ -41,7 +72,9 @@ with images_tab:
     inputs, setup = st.columns([3, 2], gap="large")
 
     with inputs:
-        source = st.radio("Inputs", [ONE_MASK, BY_NAME, ZIP], horizontal=True, key="batch.source")
+        source = st.radio(
+            "Inputs", [ONE_MASK, BY_NAME, ZIP], horizontal=True, key="batch.source", persist_state="session"
+        )
         items, notes = [], []
         with shown_errors():
             if source == ZIP:
@@ -75,12 +108,27 @@ with images_tab:
                         items = match_items(images, masks)
         for note in notes:
             st.caption(note)
+        items = checked(items, settings.image_limits)
         if items:
-            ready = sum(item.problem is None for item in items)
-            st.caption(f"{len(items)} images, {ready} with a mask.")
+            refused = [item for item in items if item.problem is not None]
+            st.markdown(
+                f"**{len(items)} images** · {len(items) - len(refused)} ready"
+                + (f" · :red[{len(refused)} will not run]" if refused else "")
+            )
+            if refused:
+                st.dataframe(
+                    {"file": [item.image.name for item in refused], "why": [item.problem for item in refused]},
+                    hide_index=True,
+                    width="stretch",
+                )
 
     with setup:
-        remove = st.radio("Mode", ["Remove", "Replace or regenerate"], horizontal=True, key="batch.mode") == "Remove"
+        remove = (
+            st.radio(
+                "Mode", ["Remove", "Replace or regenerate"], horizontal=True, key="batch.mode", persist_state="session"
+            )
+            == "Remove"
+        )
         spec = model_picker(
             studio.catalogue,
             "inpaint",
@@ -91,15 +139,15 @@ with images_tab:
         prompt = negative = ""
         sampling = None
         if spec is not None and not remove:
-            prompt = st.text_area("Prompt", key="batch.prompt", height=80)
-            negative = st.text_input("Negative prompt", key="batch.negative")
+            prompt = st.text_area("Prompt", key="batch.prompt", height=80, persist_state="session")
+            negative = st.text_input("Negative prompt", key="batch.negative", persist_state="session")
             with st.expander("Settings"):
                 sampling = sampling_controls(spec, key="batch", strength=True)
         with st.expander("Mask options"):
-            mask_blur = st.slider("Feather", 0, 64, 4, key="batch.blur")
-            mask_grow = st.slider("Grow / shrink", -64, 64, 0, key="batch.grow")
-            invert_mask = st.checkbox("Invert", key="batch.invert")
-            padding = st.slider("Padding", 0, 256, 32, step=8, key="batch.padding")
+            mask_blur = st.slider("Feather", 0, 64, 4, key="batch.blur", persist_state="session")
+            mask_grow = st.slider("Grow / shrink", -64, 64, 0, key="batch.grow", persist_state="session")
+            invert_mask = st.checkbox("Invert", key="batch.invert", persist_state="session")
+            padding = st.slider("Padding", 0, 256, 32, step=8, key="batch.padding", persist_state="session")
 
         run: BatchRun | None = st.session_state.get(RUN)
         queue, session = state.queue(), state.session_id()
@@ -146,5 +194,11 @@ with images_tab:
                     key="batch.download",
                     label=f"Download {len(results)} results (ZIP)",
                 )
+            st.button(
+                "Clear these results",
+                icon=":material/clear_all:",
+                on_click=lambda: st.session_state.pop(RUN, None),
+                key="batch.clear",
+            )
 
 page_end()

@@ -14,11 +14,12 @@ from core.ui.compare import before_after
 from core.ui.downloads import png_download, result_file_name
 from core.ui.errors import shown_errors
 from core.ui.jobs import group_panel, lookup
-from core.ui.mask_editor import MaskOptions, mask_editor, mask_preview
+from core.ui.mask_editor import MaskOptions, PhotoScale, mask_editor, mask_preview
 from core.ui.models import multi_model_picker
 from core.ui.page import page_end, page_start
 from core.ui.prompts import prompt_length_warning
 from core.ui.sampling import seed_input
+from core.ui.sizes import presets
 from core.ui.uploads import image_uploader
 from core.ui.xy_grid import xy_grid_page
 
@@ -48,8 +49,9 @@ page_start(
     page_title="Compare · Canvas Studio",
 )
 
-if st.radio("Compare", [MODELS, GRID], horizontal=True, key="compare.mode") == GRID:
+if st.radio("Compare", [MODELS, GRID], horizontal=True, key="compare.mode", persist_state="session") == GRID:
     xy_grid_page(key="grid")
+    page_end()
     st.stop()
 
 settings, studio = state.settings(), state.studio()
@@ -60,61 +62,115 @@ if len(specs) < 2:
     st.info("Pick at least two models to compare.", icon=":material/compare:")
 
 prompt = negative = ""
-seed = None
+seed = steps = size = None
 prompted = [spec for spec in specs if spec.generative]  # models that read a prompt and a seed
-if task == TEXT or prompted:
-    prompt = st.text_area("Prompt", key="compare.prompt", height=80, persist_state="session")
-    negative = st.text_input("Negative prompt", key="compare.negative", persist_state="session")
-    if prompted:
-        prompt_length_warning(studio, prompted[0], prompt)
-    seed = seed_input(key="compare")
+run = st.session_state.get(RUN)
+running = run is not None and any(
+    (status := lookup(job_id)) is not None and not status.state.finished for _, job_id in run["jobs"]
+)
+inputs_column, run_column = st.columns([3, 2], gap="medium")
 
-source = drawing = None
-options = MaskOptions()
-if task == EDIT:
-    source = image_uploader("Photo", key="compare.upload", limits=settings.image_limits)
-    if source is not None:
-        canvas_column, preview_column = st.columns([3, 2], gap="large")
-        with canvas_column:
+with inputs_column:
+    source = drawing = None
+    options = MaskOptions()
+    if task == EDIT:
+        source = image_uploader("Photo", key="compare.upload", limits=settings.image_limits)
+        if source is not None:
             drawing = mask_editor(source.image, source.digest, key="compare")
-        with preview_column:
-            mask_preview(source.image, drawing, options, key="compare")
+    if task == TEXT or prompted:
+        prompt = st.text_area("Prompt", key="compare.prompt", height=80, persist_state="session")
+        negative = st.text_input("Negative prompt", key="compare.negative", persist_state="session")
+        if prompted:
+            prompt_length_warning(studio, prompted[0], prompt)
 
-ready = len(specs) >= 2 and (task == TEXT or (drawing is not None and drawing.mask.getbbox() is not None))
-if st.button("Run all", type="primary", icon=":material/play_arrow:", disabled=not ready):
-    with shown_errors():
-        seed = random_seed() if seed is None else seed  # drawn once: every model gets the same
-        if task == TEXT:
-            requests = [
-                GenerateRequest(model=spec.id, prompt=prompt, negative_prompt=negative, seed=seed) for spec in specs
-            ]
-        else:
-            requests = [
-                InpaintRequest(
-                    model=spec.id,
-                    image=source.image,
-                    mask=drawing.mask,
-                    prompt=prompt,
-                    negative_prompt=negative,
-                    seed=seed,
+with run_column, st.container(key="sticky-compare-run"):
+    with st.expander("Settings (the same for every model)"):
+        if task == TEXT or prompted:
+            seed = seed_input(key="compare")
+            if prompted and st.toggle(
+                "Same steps for every model",
+                key="compare.same-steps",
+                help="Off: each model runs its own default number of steps.",
+                persist_state="session",
+            ):
+                steps = st.slider(
+                    "Steps", 1, 50, prompted[0].default_steps or 4, key="compare.steps", persist_state="session"
                 )
-                for spec in specs
-            ]
-        for request in requests:
-            studio.prepare(request)  # every request is checked before any is queued: all run, or none
-        jobs, group = [], "compare-" + secrets.token_hex(6)
-        for spec, request in zip(specs, requests, strict=True):
-            job_id = state.queue().submit(
-                request, session=state.session_id(), label=spec.name, group=group, heartbeat=True
+        if task == TEXT and specs:
+            sizes = presets(specs[0])
+            size = sizes[st.selectbox("Size", list(sizes), key="compare.size", persist_state="session")]
+        if source is not None:
+            scale = PhotoScale.of(source.image.size)
+            options = MaskOptions(
+                mask_blur=st.slider(
+                    "Feather (px)",
+                    0,
+                    scale.max_feather,
+                    scale.feather,
+                    key=f"compare.blur.{scale.max_feather}",
+                    persist_state="session",
+                ),
+                mask_grow=st.slider(
+                    "Grow / shrink (px)",
+                    -scale.max_grow,
+                    scale.max_grow,
+                    0,
+                    key=f"compare.grow.{scale.max_grow}",
+                    persist_state="session",
+                ),
+                invert_mask=st.checkbox("Invert", key="compare.invert", persist_state="session"),
             )
-            jobs.append((spec.name, job_id))
-        st.session_state[RUN] = {"group": group, "jobs": jobs, "seed": seed if prompted or task == TEXT else None}
-        st.rerun()
+    if source is not None and drawing is not None:
+        # exactly the mask every model gets: the same drawing, the same options
+        mask_preview(source.image, drawing, options, key="compare")
+    ready = len(specs) >= 2 and (task == TEXT or (drawing is not None and drawing.mask.getbbox() is not None))
+    if st.button(
+        "Run all",
+        type="primary",
+        icon=":material/play_arrow:",
+        disabled=not ready or running,
+        help="Running: wait for the results or cancel them below." if running else None,
+        width="stretch",
+    ):
+        with shown_errors():
+            seed = random_seed() if seed is None else seed  # drawn once: every model gets the same
+            common = {"prompt": prompt, "negative_prompt": negative, "seed": seed}
+            if steps is not None:
+                common["num_inference_steps"] = steps
+            if task == TEXT:
+                if size is not None:
+                    common["width"], common["height"] = size
+                requests = [GenerateRequest(model=spec.id, **common) for spec in specs]
+            else:
+                requests = [
+                    InpaintRequest(
+                        model=spec.id,
+                        image=source.image,
+                        mask=drawing.mask,
+                        mask_blur=options.mask_blur,
+                        mask_grow=options.mask_grow,
+                        invert_mask=options.invert_mask,
+                        **{**common, **({} if spec.generative else {"num_inference_steps": None})},
+                    )
+                    for spec in specs
+                ]
+            for request in requests:
+                studio.prepare(request)  # every request is checked before any is queued: all run, or none
+            jobs, group = [], "compare-" + secrets.token_hex(6)
+            for spec, request in zip(specs, requests, strict=True):
+                job_id = state.queue().submit(
+                    request, session=state.session_id(), label=spec.name, group=group, heartbeat=True
+                )
+                jobs.append((spec.name, job_id))
+            st.session_state[RUN] = {"group": group, "jobs": jobs, "seed": seed if prompted or task == TEXT else None}
+            st.rerun()
+    if run is not None and running:
+        group_panel(key="compare.group", poll=lambda: views(run["jobs"]), cancel=lambda: cancel(run["jobs"]))
 
 run = st.session_state.get(RUN)
 if run is not None:
     jobs = run["jobs"]
-    if group_panel(key="compare.group", poll=lambda: views(jobs), cancel=lambda: cancel(jobs)):
+    if not running:
         if run["seed"] is not None:
             st.markdown(f"Same input for every model · seed **{run['seed']}**")
         shown = []

@@ -388,16 +388,23 @@ def test_batch_one_mask_for_all_runs_every_good_image_and_reports_the_bad_one(co
     )
     at.file_uploader(key="batch.mask").set_value(("mask.png", png_bytes(mask), "image/png"))
     at.run()
+    with pytest.raises(BadImageError) as refused:
+        load_image(b"\x89PNG\r\n\x1a\n truncated")
+    why = f"broken.png: {refused.value.message}"
+    # checked before Run: the counts are the truth and the bad file says why
+    assert any("**3 images** · 2 ready" in text and "1 will not run" in text for text in texts(at.markdown))
+    assert list(at.dataframe[0].value["why"]) == [why]
     button(at, "Run batch").click()
     run_until(at.run(), lambda at: at.get("download_button"), what="the batch to finish")
     run = at.session_state["batch.run"]
     results, problems = dict(run.results()), dict(run.problems())
     assert sorted(results) == ["a", "b"]
-    assert list(problems) == ["broken"]
-    with pytest.raises(BadImageError) as refused:
-        load_image(b"\x89PNG\r\n\x1a\n truncated")
-    assert problems["broken"] == refused.value.message
+    assert problems == {"broken": why}
     assert [widget.label for widget in at.get("download_button")] == ["Download 2 results (ZIP)"]
+    assert not button(at, "Run batch").disabled  # a batch with a refused item does not leave Run stuck
+    at.file_uploader(key="batch.images").set_value([("a.png", good, "image/png")])
+    at.run()
+    assert "batch.run" not in at.session_state and not at.get("download_button")  # new inputs: old results go
     outside = np.asarray(mask) == 0
     for name, source in (("a", coffee), ("b", coffee.transpose(Image.Transpose.FLIP_LEFT_RIGHT))):
         after = np.asarray(load_image(results[name]))
