@@ -26,6 +26,7 @@ from core.ui.models import model_picker
 from core.ui.page import page_end, page_start
 from core.ui.prompts import prompt_length_warning
 from core.ui.sampling import decoder_choice, reuse_seed_button, sampling_controls
+from core.ui.select import click_select
 from core.ui.uploads import LoadedImage, image_uploader, load_named
 
 SOURCE, JOB, JOBS, JOB_SOURCE = "inpaint.source", "inpaint.job", "inpaint.jobs", "inpaint.job-source"
@@ -116,6 +117,7 @@ else:
     # 2. The mask editor, and the rounds under it.
     with editor_column:
         drawing = mask_editor(source.image, source.digest, key="inpaint")
+        drawing = click_select(source, drawing, key="inpaint")  # clicks on the photo add to (or cut) the mask
         active = round_of(source)
         labels = ["Original", *(f"Round {index}" for index in range(1, len(kept)))]
         if len(kept) > 1:
