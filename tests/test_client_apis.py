@@ -274,7 +274,9 @@ def test_openai_edits_change_only_the_transparent_area_of_the_mask(client, astro
     )  # fmt: skip
     assert len(edited.data) == 2
     before = np.asarray(astronaut)
-    keep = box_outside(astronaut.size, box, margin=3 * 4 + 1)  # beyond the feathering (sigma = mask_blur)
+    # The whole marked area is repainted: the mask grows by the feather's reach (3 x 4), and the feather
+    # (sigma 4) reaches as far again.
+    keep = box_outside(astronaut.size, box, margin=2 * 3 * 4 + 1)
     outputs = [
         np.asarray(Image.open(io.BytesIO(base64.b64decode(item.b64_json))).convert("RGB")) for item in edited.data
     ]
@@ -286,3 +288,12 @@ def test_openai_edits_change_only_the_transparent_area_of_the_mask(client, astro
     whole = client.images.edit(image=("photo.png", png_bytes(astronaut.resize((128, 128)))), prompt="a painting",
                                model="tiny-sd-inpaint", response_format="b64_json")  # fmt: skip
     assert Image.open(io.BytesIO(base64.b64decode(whole.data[0].b64_json))).size == (128, 128)
+
+    # No mask: the image's own transparent pixels are the area, filled opaque to its edge.
+    holed = np.asarray(astronaut.convert("RGBA")).copy()
+    holed[180:300, 150:260, 3] = 0
+    filled = client.images.edit(image=("holed.png", png_bytes(Image.fromarray(holed))), prompt="a helmet",
+                                model="tiny-sd-inpaint", response_format="b64_json", extra_body={"seed": 4})  # fmt: skip
+    result = np.asarray(Image.open(io.BytesIO(base64.b64decode(filled.data[0].b64_json))))
+    assert result.shape == holed.shape and (result[180:300, 150:260, 3] == 255).all()
+    assert np.array_equal(result[keep], holed[keep])

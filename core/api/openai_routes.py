@@ -121,7 +121,9 @@ def create_openai_images(*, sync_timeout_s: float | None = None, max_body_bytes:
                 raise ParameterError("mask must be a file (a PNG with an alpha channel)", "mask")
             image_bytes = await images[0].read()
             mask_bytes = await mask_part.read() if mask_part is not None else None
-            fields = {name: form.get(name) for name in ("prompt", "model", "n", "size", "response_format", "stream")}
+            fields = {
+                name: form.get(name) for name in ("prompt", "model", "n", "size", "response_format", "stream", "seed")
+            }
         for name, value in fields.items():
             if value is not None and not isinstance(value, str):
                 raise ParameterError(f"{name} must be a plain form field, not a file", name)
@@ -138,7 +140,8 @@ def create_openai_images(*, sync_timeout_s: float | None = None, max_body_bytes:
             openai_shapes.parse_size(fields["size"])  # checked, not used: the result keeps the image's size
             image = load_image(image_bytes, studio.image_limits)
             mask = openai_shapes.edit_mask(mask_bytes, image, studio.image_limits)
-            core_requests = openai_shapes.edit_requests(spec, image, mask, fields["prompt"] or "", count)
+            seed = openai_shapes.parse_seed(fields["seed"])
+            core_requests = openai_shapes.edit_requests(spec, image, mask, fields["prompt"] or "", count, seed)
             return runs.submit_all(core_requests, client, "OpenAI edit", field_names=openai_shapes.FIELD_NAMES)
 
         statuses = await anyio.to_thread.run_sync(submit)

@@ -7,6 +7,7 @@ pixels are (DALL-E 2's rule), and an image with none is edited as a whole.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Any, Literal
 
@@ -30,6 +31,8 @@ _OPENAI_MODELS = ("dall-e-", "gpt-image-")
 # An edit of the whole image (no transparent pixels anywhere) keeps the picture's composition,
 # as A1111's img2img does at its default denoising strength.
 WHOLE_IMAGE_STRENGTH = 0.75
+# How far the composite's feather reaches beyond a mask edge: 3 sigma of the default blur.
+_FEATHER_REACH = 3 * next(field.default for field in dataclasses.fields(InpaintRequest) if field.name == "mask_blur")
 
 
 class ParameterError(BadParameterError):
@@ -90,6 +93,19 @@ def parse_n(n: Any, spec: ModelSpec) -> int:
     return count
 
 
+def parse_seed(seed: str | None) -> int | None:
+    """Our `seed` extension as a form field (edits); None or "" draw one."""
+    if seed is None or not seed.strip():
+        return None
+    try:
+        value = int(seed)
+    except ValueError:
+        raise ParameterError(f"seed must be a whole number from 0 to {MAX_SEED}, got {seed[:20]!r}", "seed") from None
+    if not 0 <= value <= MAX_SEED:
+        raise ParameterError(f"seed must be a whole number from 0 to {MAX_SEED}, got {value}", "seed")
+    return value
+
+
 def generate_request(body: GenerationBody, spec: ModelSpec) -> GenerateRequest:
     if body.stream:
         raise ParameterError("streaming is not supported; leave stream unset", "stream")
@@ -128,13 +144,16 @@ def _transparent(image: Image.Image) -> Image.Image:
 
 
 def edit_requests(
-    spec: ModelSpec, image: Image.Image, mask: Image.Image | None, prompt: str, n: int
+    spec: ModelSpec, image: Image.Image, mask: Image.Image | None, prompt: str, n: int, seed: int | None = None
 ) -> list[InpaintRequest]:
-    """One request per image asked for (seeds seed, seed + 1, ...); results keep the image's size."""
+    """One request per image asked for (seeds seed, seed + 1, ...); results keep the image's size.
+
+    OpenAI repaints every pixel it marks, so the composite's feathered edge lies just outside the
+    marked area (the mask grows by the feather's reach): a transparent hole is filled opaque to its edge."""
     if not prompt.strip():
         raise ParameterError("prompt is empty; describe the edit", "prompt")
     whole = mask is None
-    seed = random_seed()
+    seed = random_seed() if seed is None else seed
     return [
         InpaintRequest(
             model=spec.id,
@@ -143,6 +162,7 @@ def edit_requests(
             prompt=prompt,
             seed=(seed + index) % (MAX_SEED + 1),
             whole_image=whole,
+            mask_grow=0 if whole else _FEATHER_REACH,
             **({"strength": WHOLE_IMAGE_STRENGTH} if whole and spec.generative else {}),
         )
         for index in range(n)
@@ -157,6 +177,7 @@ __all__ = [
     "edit_requests",
     "generate_request",
     "parse_n",
+    "parse_seed",
     "parse_size",
     "resolve_model",
 ]
