@@ -26,6 +26,7 @@ from starlette.testclient import TestClient
 from core import services
 from core.api import API_PREFIX, api_routes, create_api
 from core.provenance import read_parameters
+from core.requests import image_parameters, image_seed
 from tests.api_helpers import PATIENCE_S, wait_for_a_step, wait_for_status
 
 LONG_JOB = {"model": "tiny-sd", "prompt": "a long job", "width": 512, "height": 512, "num_inference_steps": 150}
@@ -208,11 +209,13 @@ def test_generate_on_tiny_sd_returns_pngs_with_parameters_then_a_cache_hit(tiny_
     result = first.json()
     assert result["cached"] is False and result["seed"] == 1234
     assert len(result["images"]) == 2
-    for text in result["images"]:
+    for index, text in enumerate(result["images"]):
         image = decoded(text)
         assert image.format == "PNG" and image.size == (64, 64)
         carried = read_parameters(base64.b64decode(text))
-        assert result["parameters"].items() <= carried.items()  # the PNG also names the app and its version
+        # Each PNG records its own image as a run of one (seed + index), so it replays alone; it also names the app.
+        assert image_parameters(result["parameters"], index).items() <= carried.items()
+        assert carried["seed"] == image_seed(1234, index) and carried["num_images"] == 1
         assert carried["prompt"] == "a red fox in the snow" and carried["scheduler"] == "Euler"
     second = tiny_client.post(f"{API_PREFIX}/generate", json=body).json()
     assert second["cached"] is True and second["images"] == result["images"]
