@@ -32,6 +32,7 @@ BENCHMARKS = {
     "queue": "bench.queue_figures",
     "job_store": "bench.job_store",
     "model_memory": "bench.model_memory",
+    "cpu_speed": "bench.cpu_speed",
     "batch_vs_iopaint": "bench.batch_vs_iopaint",
     "home_render": "bench.home_render",
 }

@@ -6,6 +6,9 @@ import os
 
 # Tiny models on a shared 2-core machine: one torch thread per process is ~10x steadier than two.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# Converting a UNet to OpenVINO costs ~10 CPU-seconds even for a tiny one, and every test has its own
+# cache folder: the suite runs PyTorch, and tests/test_openvino.py turns OpenVINO on around one conversion.
+os.environ.setdefault("STUDIO_OPENVINO", "0")
 
 import importlib.util
 

@@ -101,7 +101,19 @@ def _version_of(engine: str) -> str:
 
 def engine_version(spec: ModelSpec) -> str:
     _kind(spec)
-    return _version_of(spec.engine)
+    return _version_of(spec.engine) + _host_suffix(spec.engine)
+
+
+def _host_suffix(engine: str) -> str:
+    """What this host changes in an engine's pixels: OpenVINO (and its precision) for diffusers on a CPU."""
+    if engine != "diffusers":
+        return ""
+    import os
+
+    from core import devices
+    from core.engines import openvino
+
+    return openvino.version_suffix("cpu" if devices.runs_on_cpu(os.environ.get("STUDIO_DEVICE")) else "gpu")
 
 
 def load_engine(spec: ModelSpec) -> Engine:

@@ -360,6 +360,16 @@ def _load_tiny_vae(spec: ModelSpec, device: str, dtype: torch.dtype):
     return tiny.to(device).eval()
 
 
+def _accelerate(spec: ModelSpec, pipe, device: str) -> str:
+    """Hand the UNet to OpenVINO where core/engines/openvino.py keeps it; says which backend runs it."""
+    from core.engines import openvino
+
+    dtype = str(pipe.unet.dtype).removeprefix("torch.")
+    if not openvino.enabled(device) or not openvino.accelerate(pipe.unet, spec.source, Settings.from_env().cache_dir / "openvino"):
+        return f"PyTorch {dtype}"
+    return f"OpenVINO {openvino.precision()}"
+
+
 def _latent_family(pipe) -> str | None:
     """Which latent->RGB projection previews this model, or None if none fits."""
     unet = getattr(pipe, "unet", None)
@@ -377,9 +387,10 @@ def _latent_family(pipe) -> str | None:
 class DiffusionEngine:
     """A loaded diffusers model. Build it with `DiffusionEngine.load(spec)`."""
 
-    def __init__(self, spec: ModelSpec, device: str, txt2img, inpaint, tiny_vae=None):
+    def __init__(self, spec: ModelSpec, device: str, txt2img, inpaint, tiny_vae=None, backend: str = "PyTorch"):
         self.spec = spec
         self.device = device
+        self.configuration = f"{backend} UNet, {'tiny autoencoder loaded' if tiny_vae is not None else 'no tiny autoencoder'}"
         self._txt2img = txt2img
         self._inpaint = inpaint
         main = txt2img or inpaint
@@ -409,6 +420,7 @@ class DiffusionEngine:
                 pipe.to(device)
                 pipe.set_progress_bar_config(disable=True)
             tiny_vae = _load_tiny_vae(spec, device, dtype)
+            backend = _accelerate(spec, txt2img or inpaint, device)
         except StudioError:
             raise
         except Exception as error:
@@ -424,7 +436,7 @@ class DiffusionEngine:
             raise _unavailable(spec, detail) from error
         if txt2img is None and inpaint is None:
             raise _unavailable(spec, "its catalogue entry lists no task this model can do")
-        return cls(spec, device, txt2img, inpaint, tiny_vae)
+        return cls(spec, device, txt2img, inpaint, tiny_vae, backend)
 
     # -- prompts -------------------------------------------------------------------------------
 
