@@ -17,6 +17,7 @@ import os
 import re
 import secrets
 import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -41,6 +42,7 @@ _SHARD_PATTERN = re.compile(r"[0-9a-f]{2}")
 _ENTRY_FORMAT = 1
 _META = "meta.json"
 _TEMP_DIR = ".tmp"  # unpublished writes and entries being deleted; swept when stale
+SWEEP_EVERY_S = 600.0  # a running server sweeps stale leftovers this often (when it stores something)
 _LOCK_FILE = ".lock"
 _USAGE_FILE = ".usage"
 _RESCAN_EVERY = 256  # puts between exact size rescans, bounding any drift of the running total
@@ -96,8 +98,15 @@ class ResultStore:
         self.root = Path(root)
         self.max_bytes = max_bytes
         self._temp = self.root / _TEMP_DIR
-        self._temp.mkdir(parents=True, exist_ok=True)
-        self.sweep_orphans()
+        self.problem: str | None = None  # why results are not being kept now (for /health); None when they are
+        try:
+            self._temp.mkdir(parents=True, exist_ok=True)
+            tempfile.TemporaryFile(dir=self._temp).close()  # writable, not only there
+        except OSError as error:
+            self._degrade(error)
+        else:
+            self.sweep_orphans()
+        self._swept_at = time.monotonic()
 
     # -- reading --------------------------------------------------------------------------
 
@@ -209,6 +218,9 @@ class ResultStore:
         if size > self.max_bytes:
             log.info("result store: a %d-byte result is larger than the whole store; not stored", size)
             return
+        if time.monotonic() - self._swept_at > SWEEP_EVERY_S:  # a long-lived server sweeps as it goes
+            self._swept_at = time.monotonic()
+            self.sweep_orphans()
         try:
             if _intact(entry, key):  # same key, same result: nothing to write
                 _mark_used(entry / _META)
@@ -229,6 +241,16 @@ class ResultStore:
                     shutil.rmtree(temp, ignore_errors=True)
         except OSError as error:
             log.warning("result store: could not store entry %s (%s)", key[:12], error.strerror or error)
+            self._degrade(error)
+        else:
+            self.problem = None
+
+    def _degrade(self, error: OSError) -> None:
+        """Results go on being served from memory; say why they are not kept (no path: /health is public)."""
+        reason = error.strerror or type(error).__name__
+        if self.problem is None:
+            log.warning("result store: results are not kept (%s)", reason)
+        self.problem = f"results are not kept: the result store cannot be written ({reason})"
 
     def _publish(self, temp: Path, entry: Path, key: str, size: int) -> None:
         with self._lock():

@@ -15,14 +15,20 @@ the server log only. `auth` holds the key check (Bearer, or Basic with the key a
 body cap and who a client is.
 """
 
+import logging
 from collections.abc import Callable
 
+from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from core.api.a1111_routes import PING_PATH, SDAPI_PREFIX, create_sdapi, ping
+from core.api.errors import INTERNAL_MESSAGE
 from core.api.openai_routes import OPENAI_PREFIX, create_openai_images
 from core.api.routes import API_PREFIX, create_api
+
+log = logging.getLogger(__name__)
+_COULD_NOT_START = {"error": {"code": "internal", "message": INTERNAL_MESSAGE}}
 
 
 def api_routes() -> list[BaseRoute]:
@@ -43,7 +49,13 @@ class _BuiltOnFirstRequest:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._app is None:  # no await before this assignment: one event loop builds it once
-            self._app = self._build()
+            try:
+                self._app = self._build()
+            except Exception:  # a bad setting: every route says so in JSON (the log says which), none in plain text
+                log.exception("the API could not start")
+                if scope["type"] == "http":
+                    await JSONResponse(_COULD_NOT_START, status_code=500)(scope, receive, send)
+                return
         await self._app(scope, receive, send)
 
 

@@ -32,6 +32,7 @@ from core.api import a1111_shapes as a1111
 from core.api import runs
 from core.api.auth import BodyLimit, RequireKey, client_session
 from core.api.errors import Failure, add_error_handlers
+from core.api.offload import admitted, heavy, json_response
 from core.api.schemas import base64_bytes
 from core.errors import BadImageError, BadMaskError, BadParameterError
 from core.infotext import png_parameters
@@ -103,11 +104,12 @@ def create_sdapi(*, sync_timeout_s: float | None = None, max_body_bytes: int | N
         def submit() -> tuple[list[JobStatus], list[str]]:
             spec = _model_for(body, "txt2img", options)
             core_request, warnings = a1111.generate_request(body, spec)
-            return runs.submit_all([core_request], client, "A1111 txt2img", field_names=a1111.FIELD_NAMES), warnings
+            with admitted(client):
+                return runs.submit_all([core_request], client, "A1111 txt2img", field_names=a1111.FIELD_NAMES), warnings
 
-        statuses, warnings = await anyio.to_thread.run_sync(submit)
+        statuses, warnings = await heavy(submit)
         results = await runs.wait_for_all(statuses, client, sync_timeout_s)
-        return await anyio.to_thread.run_sync(_response, body, results, warnings, None)
+        return await json_response(_response, body, results, warnings, None)
 
     @api.post("/img2img")
     async def img2img(body: a1111.Img2ImgBody, request: Request) -> dict[str, Any]:
@@ -116,20 +118,21 @@ def create_sdapi(*, sync_timeout_s: float | None = None, max_body_bytes: int | N
         def submit() -> tuple[list[JobStatus], list[str], tuple[int, int]]:
             spec = _model_for(body, "inpaint", options)
             limits = services.studio().image_limits
-            image = images.load_image(base64_bytes(body.init_images[0], "init_images[0]", BadImageError), limits)
-            mask = None
-            if body.mask:
-                mask = masks.mask_from_image(base64_bytes(body.mask, "mask", BadMaskError), image.size, limits)
-            core_requests, warnings = a1111.inpaint_requests(body, spec, image, mask)
-            return (
-                runs.submit_all(core_requests, client, "A1111 img2img", field_names=a1111.FIELD_NAMES),
-                warnings,
-                image.size,
-            )
+            with admitted(client):  # a queue place before decoding
+                image = images.load_image(base64_bytes(body.init_images[0], "init_images[0]", BadImageError), limits)
+                mask = None
+                if body.mask:
+                    mask = masks.mask_from_image(base64_bytes(body.mask, "mask", BadMaskError), image.size, limits)
+                core_requests, warnings = a1111.inpaint_requests(body, spec, image, mask)
+                return (
+                    runs.submit_all(core_requests, client, "A1111 img2img", field_names=a1111.FIELD_NAMES),
+                    warnings,
+                    image.size,
+                )
 
-        statuses, warnings, size = await anyio.to_thread.run_sync(submit)
+        statuses, warnings, size = await heavy(submit)
         results = await runs.wait_for_all(statuses, client, sync_timeout_s)
-        return await anyio.to_thread.run_sync(_response, body, results, warnings, size)
+        return await json_response(_response, body, results, warnings, size)
 
     @api.get("/sd-models")
     async def sd_models() -> list[dict[str, Any]]:

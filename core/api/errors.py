@@ -114,6 +114,8 @@ def failure_of(request: Request, error: Exception) -> Failure:
     if isinstance(error, StarletteHTTPException):
         codes = {404: ("not_found", "no such route"), 405: ("method_not_allowed", "method not allowed")}
         code, message = codes.get(error.status_code, ("invalid_request", "the request could not be read"))
+        if error.status_code == 400:  # FastAPI could not parse the body (not UTF-8, say): the documented 422
+            return Failure(422, "invalid_request", "the body is not valid JSON (UTF-8)")
         if error.status_code >= 500:
             code, message = "internal", INTERNAL_MESSAGE
         return Failure(error.status_code, code, message, error.headers)

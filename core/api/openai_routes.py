@@ -28,6 +28,7 @@ from core import services
 from core.api import openai_shapes, runs
 from core.api.auth import BodyLimit, RequireKey, client_session
 from core.api.errors import ApiError, Failure, add_error_handlers
+from core.api.offload import admitted, heavy, json_response
 from core.api.openai_shapes import GenerationBody, ParameterError
 from core.images import load_image
 from core.jobs import JobStatus, ResultGoneError, UnknownJobError
@@ -94,16 +95,17 @@ def create_openai_images(*, sync_timeout_s: float | None = None, max_body_bytes:
 
         def submit() -> list[JobStatus]:
             spec = openai_shapes.resolve_model(services.studio().catalogue, body.model, "txt2img")
-            return runs.submit_all(
-                [openai_shapes.generate_request(body, spec)],
-                client,
-                "OpenAI generation",
-                field_names=openai_shapes.FIELD_NAMES,
-            )
+            with admitted(client):
+                return runs.submit_all(
+                    [openai_shapes.generate_request(body, spec)],
+                    client,
+                    "OpenAI generation",
+                    field_names=openai_shapes.FIELD_NAMES,
+                )
 
-        statuses = await anyio.to_thread.run_sync(submit)
+        statuses = await heavy(submit)
         results = await runs.wait_for_all(statuses, client, sync_timeout_s)
-        return await anyio.to_thread.run_sync(_response, request, links, statuses, results, body.response_format)
+        return await json_response(_response, request, links, statuses, results, body.response_format)
 
     @api.post("/images/edits")
     async def edits(request: Request) -> dict[str, Any]:
@@ -138,15 +140,16 @@ def create_openai_images(*, sync_timeout_s: float | None = None, max_body_bytes:
             spec = openai_shapes.resolve_model(studio.catalogue, fields["model"], "inpaint")
             count = openai_shapes.parse_n(fields["n"], spec)
             openai_shapes.parse_size(fields["size"])  # checked, not used: the result keeps the image's size
-            image = load_image(image_bytes, studio.image_limits)
-            mask = openai_shapes.edit_mask(mask_bytes, image, studio.image_limits)
             seed = openai_shapes.parse_seed(fields["seed"])
-            core_requests = openai_shapes.edit_requests(spec, image, mask, fields["prompt"] or "", count, seed)
-            return runs.submit_all(core_requests, client, "OpenAI edit", field_names=openai_shapes.FIELD_NAMES)
+            with admitted(client):  # a queue place before decoding
+                image = load_image(image_bytes, studio.image_limits)
+                mask = openai_shapes.edit_mask(mask_bytes, image, studio.image_limits)
+                core_requests = openai_shapes.edit_requests(spec, image, mask, fields["prompt"] or "", count, seed)
+                return runs.submit_all(core_requests, client, "OpenAI edit", field_names=openai_shapes.FIELD_NAMES)
 
-        statuses = await anyio.to_thread.run_sync(submit)
+        statuses = await heavy(submit)
         results = await runs.wait_for_all(statuses, client, sync_timeout_s)
-        return await anyio.to_thread.run_sync(_response, request, links, statuses, results, response_format)
+        return await json_response(_response, request, links, statuses, results, response_format)
 
     @api.get("/models")
     async def models() -> dict[str, Any]:

@@ -11,7 +11,7 @@ from typing import Any
 import anyio
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 import core
 from core import services
@@ -19,6 +19,7 @@ from core.api import runs
 from core.api.auth import API_KEY_ENV, OPEN_PATHS, BodyLimit, RequireKey, client_session
 from core.api.batches import add_batch_routes
 from core.api.errors import JobOutcome, add_error_handlers
+from core.api.offload import admitted, heavy, json_response, quick
 from core.api.schemas import (
     GenerateBody,
     GenerateResult,
@@ -80,13 +81,13 @@ def create_api(*, sync_timeout_s: float | None = None, max_body_bytes: int | Non
     # on disk), and the queue's lock may be held by its worker for a moment.
     @api.get("/health", response_model=Health, summary="Liveness and load; no key needed")
     async def health() -> dict[str, Any]:
-        return await anyio.to_thread.run_sync(_health)
+        return await quick(_health)
 
     @api.get(
         "/models", response_model=list[ModelInfo], responses=error_responses(*_AUTH_ERRORS), summary="The catalogue"
     )
     async def models() -> list[dict[str, Any]]:
-        return await anyio.to_thread.run_sync(_model_list)
+        return await quick(_model_list)
 
     @api.post(
         "/generate",
@@ -94,9 +95,9 @@ def create_api(*, sync_timeout_s: float | None = None, max_body_bytes: int | Non
         responses=error_responses(*_SUBMIT_ERRORS, 409, 500, 504),
         summary="Text to image; waits for the result",
     )
-    async def generate(body: GenerateBody, request: Request) -> dict[str, Any]:
+    async def generate(body: GenerateBody, request: Request) -> Response:
         result = await _run_and_wait(body, request, sync_timeout_s)
-        return _result_body(result, "generate")
+        return await json_response(_result_body, result, "generate")
 
     @api.post(
         "/inpaint",
@@ -104,9 +105,9 @@ def create_api(*, sync_timeout_s: float | None = None, max_body_bytes: int | Non
         responses=error_responses(*_SUBMIT_ERRORS, 409, 500, 504),
         summary="Inpaint an image under a mask; waits for the result",
     )
-    async def inpaint(body: InpaintBody, request: Request) -> dict[str, Any]:
+    async def inpaint(body: InpaintBody, request: Request) -> Response:
         result = await _run_and_wait(body, request, sync_timeout_s)
-        return _result_body(result, "inpaint")
+        return await json_response(_result_body, result, "inpaint")
 
     @api.post(
         "/outpaint",
@@ -114,9 +115,9 @@ def create_api(*, sync_timeout_s: float | None = None, max_body_bytes: int | Non
         responses=error_responses(*_SUBMIT_ERRORS, 409, 500, 504),
         summary="Extend the canvas on any side or to an aspect ratio; waits for the result",
     )
-    async def outpaint(body: OutpaintBody, request: Request) -> dict[str, Any]:
+    async def outpaint(body: OutpaintBody, request: Request) -> Response:
         result = await _run_and_wait(body, request, sync_timeout_s)
-        return _result_body(result, "outpaint")
+        return await json_response(_result_body, result, "outpaint")
 
     @api.post(
         "/segment",
@@ -135,7 +136,7 @@ def create_api(*, sync_timeout_s: float | None = None, max_body_bytes: int | Non
         summary="Queue a generate or inpaint job; answers at once",
     )
     async def create_job(body: JobBody, request: Request) -> JSONResponse:
-        status = await anyio.to_thread.run_sync(_submit, body, client_session(request))
+        status = await heavy(_submit, body, client_session(request))
         created = {"id": status.id, "status": status.state.value, "position": status.position, "eta_s": _eta(status)}
         return JSONResponse(created, status_code=202, headers={"Location": f"{_mount_path(request)}/jobs/{status.id}"})
 
@@ -204,12 +205,13 @@ def _segment(body: SegmentBody) -> dict[str, Any]:
 def _submit(body: GenerateBody | InpaintBody | OutpaintBody, client: str) -> JobStatus:
     """Validate, decode and enqueue (blocking: images are decoded and hashed here)."""
     runs.require_catalogue_model(body.model)  # before decoding anything
-    request = body.to_request()
-    return runs.submit(request, client, label=f"API {request.task}")
+    with admitted(client):  # a queue place first: a client over its limit costs no decoding
+        request = body.to_request()
+        return runs.submit(request, client, label=f"API {request.task}")
 
 
 async def _run_and_wait(body: GenerateBody | InpaintBody | OutpaintBody, request: Request, timeout_s: float) -> Result:
-    status = await anyio.to_thread.run_sync(_submit, body, client_session(request))
+    status = await heavy(_submit, body, client_session(request))
     return await runs.wait_for(status, timeout_s)
 
 
@@ -256,7 +258,7 @@ def _job_body(status: JobStatus) -> dict[str, Any]:
 
 
 def _health() -> dict[str, Any]:
-    queue = services.queue()
+    queue, store = services.queue(), services.studio().store
     return {
         "status": "ok",
         "version": core.__version__,
@@ -265,6 +267,7 @@ def _health() -> dict[str, Any]:
         "queue_backend": queue.store.kind,
         "workers_alive": queue.workers_alive(),
         "pid": os.getpid(),
+        "store": "results are not kept: no result store" if store is None else store.problem or "ok",
     }
 
 

@@ -184,6 +184,7 @@ class Health(BaseModel):
     queue_backend: Literal["sqlite", "redis"] = Field(description="the job store (STUDIO_QUEUE_URL)")
     workers_alive: int = Field(description="workers taking jobs from this job store, in any process")
     pid: int
+    store: str = Field(description='"ok", or why results are not being kept (jobs still run and answer)')
 
 
 class ModelInfo(BaseModel):

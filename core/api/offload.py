@@ -1,0 +1,84 @@
+"""What every API surface (/api/v1, and the client-compatible ones) shares to keep the event loop free.
+
+The API runs on the event loop that also serves every page, so nothing heavy runs on it:
+- `heavy(function, *args)` runs CPU work (decoding uploads, PNG encoding, base64) in a worker
+  thread, a few at a time (`HEAVY`), apart from the threads Streamlit serves its files with;
+- `json_response(build, *args)` builds a body and serialises it to JSON in one such thread and
+  returns the finished response (a 48 MP result is ~100 MB of base64: never `json.dumps` on the loop);
+- `admitted(session)` holds a place in the queue while a request's images are decoded and its jobs
+  submitted (core/admission.py), so a client over its limit is refused before costing any memory;
+- `quick(function, *args)` runs cheap blocking calls (queue status, health) on threads of their own,
+  so they answer in milliseconds however much heavy work waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import weakref
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import anyio
+from starlette.responses import Response
+
+from core import services
+from core.admission import Admission
+
+T = TypeVar("T")
+
+
+class PerLoopLimiter:
+    """A thread limiter for each event loop: an anyio limiter belongs to the loop that first waits on it
+    (the server has one; test clients start one per request)."""
+
+    def __init__(self, tokens: int):
+        self.tokens = tokens
+        self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, anyio.CapacityLimiter] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def get(self) -> anyio.CapacityLimiter:
+        loop = asyncio.get_running_loop()
+        limiter = self._by_loop.get(loop)
+        if limiter is None:
+            limiter = self._by_loop[loop] = anyio.CapacityLimiter(self.tokens)
+        return limiter
+
+
+HEAVY = PerLoopLimiter(2)  # CPU-bound work: more threads than cores would only contend for the GIL
+QUICK = PerLoopLimiter(16)  # status reads: milliseconds each, never behind heavy work
+ADMISSION = Admission()  # the process's queue places (pages and batch take theirs from it too)
+
+
+async def heavy(function: Callable[..., T], *args: Any) -> T:
+    return await anyio.to_thread.run_sync(function, *args, limiter=HEAVY.get())
+
+
+async def quick(function: Callable[..., T], *args: Any) -> T:
+    return await anyio.to_thread.run_sync(function, *args, limiter=QUICK.get())
+
+
+def json_bytes(content: Any) -> bytes:
+    """JSON as Starlette's JSONResponse writes it (UTF-8, no NaN, compact)."""
+    return json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
+
+
+async def json_response(
+    build: Callable[..., Any], *args: Any, status_code: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    """`build(*args)` serialised to JSON, both in a heavy-work thread; the response is ready to send."""
+    body = await heavy(lambda: json_bytes(build(*args)))
+    return Response(body, status_code=status_code, headers=headers, media_type="application/json")
+
+
+@contextmanager
+def admitted(session: str) -> Iterator[None]:
+    """A queue place for `session` while its uploads are decoded and its jobs submitted (blocking: use it in a
+    worker thread): BusyError, before anything is decoded, when the client or the queue has no place left."""
+    with ADMISSION.place(services.queue(), session):
+        yield
+
+
+__all__ = ["ADMISSION", "HEAVY", "QUICK", "PerLoopLimiter", "admitted", "heavy", "json_bytes", "json_response", "quick"]

@@ -1,0 +1,123 @@
+"""The REST API against hostile clients and a failing host: limits checked before decoding, an unwritable
+store that degrades instead of failing, bodies that cannot be read answered as documented."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from PIL import Image
+from starlette.applications import Starlette
+from starlette.testclient import TestClient
+
+from core import images, services
+from core.api import API_PREFIX, api_routes
+from core.masks import files as mask_files
+
+
+@pytest.fixture
+def make_api():
+    def make(**options) -> TestClient:
+        services.reset()
+        return TestClient(Starlette(routes=api_routes()), **options)
+
+    yield make
+    services.reset()
+
+
+def _png(image: Image.Image) -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG", compress_level=1)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _inpaint_body(size: tuple[int, int], box: tuple[int, int, int, int], seed: int = 0) -> dict:
+    width, height = size
+    photo = Image.fromarray(np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8))
+    mask = Image.new("L", size, 0)
+    mask.paste(255, box)
+    return {"model": "opencv-telea", "image": _png(photo), "mask": _png(mask), "seed": 0}
+
+
+def test_a_burst_over_the_clients_limit_is_refused_before_its_images_are_decoded(make_api, monkeypatch):
+    monkeypatch.setenv("STUDIO_MAX_JOBS_PER_SESSION", "2")
+    decoded = []
+    lock, release = threading.Lock(), threading.Event()
+    real_load = images.load_image
+
+    def counting_load(source, *limits):  # the real decode, counted and held a moment
+        with lock:
+            decoded.append(1)
+        release.wait(2)
+        return real_load(source, *limits)
+
+    monkeypatch.setattr(images, "load_image", counting_load)
+    monkeypatch.setattr(mask_files, "load_image", counting_load)
+    client = make_api()
+    bodies = [_inpaint_body((96, 64), (20 + number, 10, 40 + number, 30), seed=number) for number in range(6)]
+
+    def send(body: dict) -> int:
+        return client.post(f"{API_PREFIX}/jobs", json={"task": "inpaint", **body}).status_code
+
+    with ThreadPoolExecutor(6) as pool:
+        answers = [pool.submit(send, body) for body in bodies]
+        threading.Timer(0.5, release.set).start()
+        statuses = sorted(answer.result() for answer in answers)
+    assert statuses == [202, 202, 429, 429, 429, 429]
+    assert len(decoded) == 2 * 2  # an image and a mask for each accepted request; none for the refused
+
+
+def test_an_unwritable_store_degrades_to_results_not_kept_and_jobs_still_answer(make_api, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "results").write_text("")  # a file where the result store's folder goes: unwritable, even for root
+    monkeypatch.setenv("STUDIO_CACHE_DIR", str(cache))
+    client = make_api()
+    health = client.get(f"{API_PREFIX}/health")
+    assert health.status_code == 200
+    assert health.json()["store"].startswith("results are not kept: the result store cannot be written (")
+    assert str(tmp_path) not in health.text
+    done = client.post(f"{API_PREFIX}/inpaint", json=_inpaint_body((96, 64), (20, 10, 40, 30)))
+    assert done.status_code == 200, done.text
+    assert done.json()["cached"] is False and done.json()["image"]
+
+
+def test_a_writable_store_says_ok(make_api):
+    assert make_api().get(f"{API_PREFIX}/health").json()["store"] == "ok"
+
+
+def test_a_body_that_is_not_utf8_is_the_documented_422(make_api):
+    client = make_api()
+    response = client.post(
+        f"{API_PREFIX}/generate",
+        content=b'{"model": "sd-turbo", "prompt": "\xff\xfe"}',
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["code"] == "invalid_request"
+
+
+def test_a_result_is_serialised_off_the_event_loop(make_api, monkeypatch):
+    """The response body is built and encoded in a worker thread, never on the loop the pages share."""
+    from core.api import offload
+
+    on_the_loop = []
+    real = offload.json_bytes
+
+    def spy(content):
+        try:
+            asyncio.get_running_loop()
+            on_the_loop.append(True)
+        except RuntimeError:  # no loop runs in this thread: a worker thread
+            on_the_loop.append(False)
+        return real(content)
+
+    monkeypatch.setattr(offload, "json_bytes", spy)
+    done = make_api().post(f"{API_PREFIX}/inpaint", json=_inpaint_body((96, 64), (20, 10, 40, 30)))
+    assert done.status_code == 200
+    assert on_the_loop == [False]
