@@ -10,6 +10,7 @@ import streamlit as st
 
 from core.api import api_routes
 from core.ui.home import render_home
+from core.ui.server import lengthen_keep_alive
 
 
 @asynccontextmanager
@@ -23,6 +24,7 @@ async def _start(_app):
 
 
 app = st.App("Home.py", routes=api_routes(), lifespan=_start)
+lengthen_keep_alive()  # uvicorn is importing this file: its idle connections stay open 120 s, not 5
 
 if __name__ == "__main__":
     render_home()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import io
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -117,3 +118,17 @@ def test_one_process_serves_pages_and_api_and_they_share_the_cache(server, astro
         assert page.locator('[data-testid="stException"]').count() == 0
         assert http.get("/_stcore/health").status_code == 200
         assert http.get("/api/v1/health").json()["queue_length"] == 0
+
+
+@pytest.mark.slow
+def test_an_idle_connection_outlives_the_clients_reuse(server):
+    """uvicorn's own keep-alive is 5 s: a client reusing its pooled connection at that instant got no answer
+    at all. The server keeps idle connections 120 s (core/ui/server.py): one idle 6.5 s still answers."""
+    port = int(server.url.rsplit(":", 1)[1])
+    request = b"GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:
+        connection.sendall(request)
+        assert connection.recv(65536).startswith(b"HTTP/1.1 200")
+        time.sleep(6.5)
+        connection.sendall(request)
+        assert connection.recv(65536).startswith(b"HTTP/1.1 200")  # b"" when the server had closed it
