@@ -34,6 +34,8 @@ BENCHMARKS = {
     "model_memory": "bench.model_memory",
     "cpu_speed": "bench.cpu_speed",
     "batch_vs_iopaint": "bench.batch_vs_iopaint",
+    "history_listing": "bench.history_listing",
+    "grid_rerun": "bench.grid_rerun",
     "home_render": "bench.home_render",
 }
 

@@ -140,9 +140,10 @@ class ResultStore:
         return sum(usage.size for usage in self._scan())
 
     def listing(self) -> list[ListedEntry]:
-        """Every published entry, newest first, from its meta.json alone (checked against its own
-        digest; the PNGs are neither read nor verified, so 2,000 entries list in well under a
-        second). Entries that do not parse are left out; `get` removes them when asked for."""
+        """Every published entry, newest first, from its meta.json alone: parsed and its shape
+        checked, but neither its digest nor the PNGs verified (that is `get`'s work when an entry is
+        opened), so 2,000 entries list in a fraction of a second. Entries that do not parse are left
+        out; `get` removes them when asked for."""
         found = []
         for shard in _subdirectories(self.root):
             if not _SHARD_PATTERN.fullmatch(shard.name):
@@ -151,11 +152,16 @@ class ResultStore:
                 if not _KEY_PATTERN.fullmatch(entry.name):
                     continue
                 try:
-                    record = _read_meta(Path(entry.path), entry.name)
+                    with open(os.path.join(entry.path, _META), "rb") as file:
+                        record = json.loads(file.read())
                     created = os.stat(os.path.join(entry.path, "0.png")).st_mtime  # written once, never touched
-                except (_Damaged, OSError):
+                except (OSError, ValueError):
                     continue
-                found.append(ListedEntry(entry.name, created, record["metadata"], len(record["files"])))
+                if not isinstance(record, dict) or record.get("key") != entry.name:
+                    continue
+                files, metadata = record.get("files"), record.get("metadata")
+                if isinstance(files, list) and files and isinstance(metadata, dict):
+                    found.append(ListedEntry(entry.name, created, metadata, len(files)))
         found.sort(key=lambda listed: (listed.created, listed.key), reverse=True)
         return found
 
