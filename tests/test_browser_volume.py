@@ -89,7 +89,7 @@ def test_a_2x2_grid_rerun_comes_entirely_from_the_store(app_url, browser, tmp_pa
         page.goto(f"{app_url}/Compare")
         page.get_by_text("X/Y grid").click()
         fill(page.get_by_label("Prompt", exact=True), "a lighthouse at dusk")
-        values = page.get_by_label("Values")
+        values = page.get_by_role("textbox", name="Values")
         fill(values.nth(0), "1, 2")  # X: seed (the default axis)
         fill(values.nth(1), "1-2")  # Y: steps
         page.get_by_role("button", name="Run grid").click()

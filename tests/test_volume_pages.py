@@ -10,7 +10,7 @@ import zipfile
 import pytest
 from PIL import Image, PngImagePlugin
 
-from core import services
+from core import history, services
 from core.prompt_batch import batch_zip
 from core.provenance import read_parameters
 from core.requests import GenerateRequest, InpaintRequest
@@ -189,3 +189,18 @@ def test_grid_inpainting_shows_the_change_inside_the_mask_and_none_outside(coffe
     at = run_until(at.run(), lambda at: len(at.get("download_button")) == 2, what="the grid to finish")
     changes = [text for text in texts(at.caption) if text.startswith("changed ")]
     assert len(changes) == 2 and all(text.endswith("outside the mask: unchanged ✓") for text in changes)
+
+
+def test_history_sends_an_edit_to_inpaint_with_its_settings(coffee):
+    mask = Image.new("L", coffee.size, 0)
+    mask.paste(255, (250, 150, 330, 230))
+    edited = services.studio().inpaint(InpaintRequest(model="opencv-ns", image=coffee, mask=mask, padding=48))
+    at = open_page("5_History.py")
+    at.button(key=f"history.open.{edited.key}").click().run()
+    at.button(key="history.to-inpaint").click().run()
+    assert not at.exception
+    assert at.radio(key="inpaint.mode").value == "Remove"
+    assert at.selectbox(key="inpaint.remove-model").value == "opencv-ns"
+    assert at.slider(key="inpaint.padding").value == 48
+    (entry,) = history.history(services.studio().store)
+    assert at.session_state["inpaint.source"].image.size == entry.size  # the region the edit changed

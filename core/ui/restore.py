@@ -68,9 +68,45 @@ def restore_generate(parameters: Mapping[str, Any], catalogue: Catalogue, *, key
     return notes
 
 
-def _model(model_id: str | None, model_name: str | None, catalogue: Catalogue):
+def restore_inpaint(parameters: Mapping[str, Any], catalogue: Catalogue, *, key: str = "inpaint") -> list[str]:
+    """Set the Inpaint page's settings (mode, model, prompts, sampling, mask options) to an edit's
+    `parameters`; the photo is set by the caller. Returns what could not be restored."""
+    state = st.session_state
+    spec = _model(parameters.get("model"), parameters.get("model_name"), catalogue, task="inpaint")
+    if spec is None:
+        return (
+            [f"model {parameters.get('model')!r} is not in this catalogue; pick one"] if parameters.get("model") else []
+        )
+    if spec.generative:
+        state[f"{key}.mode"] = "Replace or regenerate"
+        state[f"{key}.replace-model"] = spec.id
+        state[f"{key}.prompt"] = str(parameters.get("prompt", ""))
+        state[f"{key}.negative"] = str(parameters.get("negative_prompt", ""))
+        prefix = f"{key}.{spec.id}"
+        for name, widget, kind in (
+            ("num_inference_steps", "steps", int),
+            ("guidance_scale", "guidance", float),
+            ("strength", "strength", float),
+        ):
+            if isinstance(parameters.get(name), (int, float)) and not isinstance(parameters.get(name), bool):
+                state[f"{prefix}.{widget}"] = kind(parameters[name])
+        if isinstance(parameters.get("seed"), int):
+            state[f"{prefix}.seed-random"] = False
+            state[f"{prefix}.seed"] = parameters["seed"]
+    else:
+        state[f"{key}.mode"] = "Remove"
+        state[f"{key}.remove-model"] = spec.id
+    for name, widget in (("invert_mask", "invert"), ("whole_image", "whole")):
+        if isinstance(parameters.get(name), bool):
+            state[f"{key}.{widget}"] = parameters[name]
+    if isinstance(parameters.get("padding"), int):
+        state[f"{key}.padding"] = parameters["padding"]
+    return []
+
+
+def _model(model_id: str | None, model_name: str | None, catalogue: Catalogue, *, task: str = "txt2img"):
     """Our catalogue entry for an id (ours) or a name (A1111 writes its checkpoint's name)."""
-    candidates = catalogue.for_task("txt2img")
+    candidates = catalogue.for_task(task)
     for wanted in (model_id, model_name):
         if not wanted:
             continue
@@ -107,4 +143,4 @@ def png_restore(catalogue: Catalogue, *, key: str = PAGE_KEY) -> None:
         st.caption(note)
 
 
-__all__ = ["png_restore", "restore_generate"]
+__all__ = ["png_restore", "restore_generate", "restore_inpaint"]
