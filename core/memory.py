@@ -7,9 +7,10 @@ model's need is known before it loads, and compared with this host's budget:
 - **need**: `memory_mb` in the catalogue when declared (the peak RSS of one run, measured in
   `bench/`); otherwise estimated from the weight files it would load (their size x 1.1, plus
   the run's working memory). Hosted and OpenCV models need nothing worth counting.
-- **budget**: `STUDIO_MEMORY_LIMIT_MB` when set; else the cgroup memory limit of this process
-  (v2 `memory.max`, or v1 `memory.limit_in_bytes`, as containers and Community Cloud set);
-  else the RAM the machine has available plus what this process already holds.
+- **budget**: `STUDIO_MEMORY_LIMIT_MB` when set; else the tightest limit the kernel enforces on
+  this process: its cgroup's (v2 `memory.max`, or v1 `memory.limit_in_bytes`, as containers and
+  Community Cloud set) or its address-space limit (`ulimit -v`, RLIMIT_AS); else the RAM the
+  machine has available plus what this process already holds.
 
 On a GPU, weights live in GPU memory, which this module does not measure: the check applies to
 models run on the CPU only.
@@ -57,13 +58,21 @@ def budget(environ: os._Environ | dict | None = None) -> Budget:
         except ValueError:
             raise ValueError(f"{LIMIT_ENV} must be a whole number of MB, got {raw!r}") from None
         return Budget(max(0, megabytes) * MIB, LIMIT_ENV)
-    limit = cgroup_limit()
-    if limit is not None:
-        return Budget(limit, "its memory limit")
+    limits = [limit for limit in (cgroup_limit(), address_space_limit()) if limit is not None]
+    if limits:
+        return Budget(min(limits), "its memory limit")
     import psutil
 
     held = psutil.Process().memory_info().rss
     return Budget(psutil.virtual_memory().available + held, "RAM available")
+
+
+def address_space_limit() -> int | None:
+    """RLIMIT_AS (`ulimit -v`, `prlimit --as`), or None when unlimited."""
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    return None if soft == resource.RLIM_INFINITY else soft
 
 
 def cgroup_limit(membership: Path = Path("/proc/self/cgroup"), root: Path = Path("/sys/fs/cgroup")) -> int | None:
@@ -124,4 +133,13 @@ def weight_files(folder: Path, *, variant: str | None = None) -> list[Path]:
     return plain or found
 
 
-__all__ = ["Budget", "LIMIT_ENV", "budget", "cgroup_limit", "estimated_need", "gigabytes", "weight_files"]
+__all__ = [
+    "Budget",
+    "LIMIT_ENV",
+    "address_space_limit",
+    "budget",
+    "cgroup_limit",
+    "estimated_need",
+    "gigabytes",
+    "weight_files",
+]

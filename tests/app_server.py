@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -78,14 +79,23 @@ def _stop(process: subprocess.Popen) -> None:
         process.wait(timeout=STOP_TIMEOUT_S)
 
 
+def _limit_address_space(limit: int) -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
 @contextmanager
-def running_app(workdir: Path, env: Mapping[str, str | None] | None = None) -> Iterator[AppServer]:
+def running_app(
+    workdir: Path, env: Mapping[str, str | None] | None = None, *, address_space_limit: int | None = None
+) -> Iterator[AppServer]:
     """`streamlit run Home.py` from the repository (so .streamlit/config.toml applies), healthy on entry,
     stopped on exit.
 
     The server gets this process's environment without STUDIO_MODELS_FILE, with HF_HUB_OFFLINE=1 and
     STUDIO_CACHE_DIR=`workdir`/cache, then `env` on top (a None value removes that variable). Its output
-    goes to `workdir`/server.log, which `log_tail()` reads for failure messages.
+    goes to `workdir`/server.log, which `log_tail()` reads for failure messages. `address_space_limit`
+    (bytes) is enforced by the kernel on the server and its children (RLIMIT_AS).
     """
     environ = _server_environ(workdir, env or {})
     port = _free_port()
@@ -96,7 +106,14 @@ def running_app(workdir: Path, env: Mapping[str, str | None] | None = None) -> I
         "--browser.gatherUsageStats", "false",
     ]  # fmt: skip
     with open(log, "wb") as output:  # the child keeps its own handle
-        process = subprocess.Popen(command, cwd=HOME.parent, env=environ, stdout=output, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            command,
+            cwd=HOME.parent,
+            env=environ,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            preexec_fn=None if address_space_limit is None else partial(_limit_address_space, address_space_limit),
+        )
     server = AppServer(f"http://127.0.0.1:{port}", process, environ, log)
     try:
         _wait_healthy(server)

@@ -39,12 +39,12 @@ def test_pages_stay_thin():
         assert not re.search(r"^\s*(import (numpy|cv2)|from PIL)", source, re.MULTILINE), page.name
 
 
-def test_cloud_requirements_differ_from_the_local_ones_only_in_the_cpu_torch_wheel():
-    def packages(name: str) -> dict[str, str]:
-        lines = [line.strip() for line in (ROOT / name).read_text().splitlines()]
-        return {re.split(r"[=@ ]", line)[0]: line for line in lines if line and not line.startswith("#")}
-
-    local, cloud = packages("requirements.txt"), packages("requirements-cloud.txt")
-    assert local.keys() == cloud.keys()
-    assert {name for name in local if local[name] != cloud[name]} == {"torch"}
-    assert "whl/cpu/torch-2.13.0" in cloud["torch"]
+def test_requirements_take_torch_from_the_cpu_wheel_index_and_pin_every_package():
+    """Community Cloud deploys requirements.txt as it is: torch must come from the CPU index there."""
+    lines = [line.strip() for line in (ROOT / "requirements.txt").read_text().splitlines()]
+    lines = [line for line in lines if line and not line.startswith("#")]
+    assert "--extra-index-url https://download.pytorch.org/whl/cpu" in lines
+    packages = [line for line in lines if not line.startswith("--")]
+    assert "torch==2.13.0" in packages
+    assert all(re.fullmatch(r"[A-Za-z0-9_.-]+==[0-9][0-9A-Za-z.+-]*", line) for line in packages), packages
+    assert not [line for line in packages if line.lower().startswith(("nvidia", "triton"))]

@@ -29,9 +29,16 @@ def test_without_a_limit_the_budget_is_the_ram_available(monkeypatch):
     import psutil
 
     monkeypatch.setattr(memory, "cgroup_limit", lambda: None)
+    monkeypatch.setattr(memory, "address_space_limit", lambda: None)
     found = memory.budget({})
     assert found.source == "RAM available"
     assert psutil.Process().memory_info().rss < found.bytes <= psutil.virtual_memory().total
+
+
+def test_the_tightest_kernel_limit_is_the_budget(monkeypatch):
+    monkeypatch.setattr(memory, "cgroup_limit", lambda: 3 * GB)
+    monkeypatch.setattr(memory, "address_space_limit", lambda: 2 * GB)
+    assert memory.budget({}) == memory.Budget(2 * GB, "its memory limit")
 
 
 @pytest.mark.parametrize(
