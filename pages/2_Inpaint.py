@@ -122,19 +122,18 @@ else:
         labels = ["Original", *(f"Round {index}" for index in range(1, len(kept)))]
         if len(kept) > 1:
             st.caption(f"**Rounds** · on the canvas: {labels[active]} · click another to put it back on the canvas")
-            strip = st.columns(min(len(kept), 6))
-            for index, image in enumerate(kept[-6:]):
-                index += max(0, len(kept) - 6)
-                with strip[index % len(strip)]:
-                    st.image(image.image, width="stretch")
-                    st.button(
-                        labels[index] + (" ✓" if index == active else ""),
-                        key=f"inpaint.round.{index}",
-                        on_click=show_round,
-                        args=(index,),
-                        disabled=index == active,
-                        width="stretch",
-                    )
+            with st.container(horizontal=True, key="inpaint-rounds"):  # wraps on a phone instead of stacking
+                for index, image in enumerate(kept):
+                    with st.container(width=112, gap=None):
+                        st.image(image.image, width=112)
+                        st.button(
+                            labels[index] + (" ✓" if index == active else ""),
+                            key=f"inpaint.round.{index}",
+                            on_click=show_round,
+                            args=(index,),
+                            disabled=index == active,
+                            width="stretch",
+                        )
 
         # 3. How: mode, model, prompt, options (under the editor, in reading order on a phone).
         mode = st.radio("Mode", [REMOVE, REPLACE], horizontal=True, key="inpaint.mode", persist_state="session")
@@ -321,17 +320,15 @@ else:
                 )
             variation = picked if len(results) > 1 else None
             file_name = result_name(made, result.parameters.get("model", "model"), variation)
-            download_column, keep_column = st.columns(2)
-            with download_column:
+            with st.container(horizontal=True):
                 png_download(result.pngs[0], file_name, key="inpaint.download")
-            keep_column.button(
-                "Use as next round",
-                icon=":material/redo:",
-                on_click=keep_as_round,
-                args=(file_name, result.pngs[0]),
-                help="Keep editing: the result goes on the canvas as the next round.",
-                width="stretch",
-            )
+                st.button(
+                    "Use as next round",
+                    icon=":material/redo:",
+                    on_click=keep_as_round,
+                    args=(file_name, result.pngs[0]),
+                    help="Keep editing: the result goes on the canvas as the next round.",
+                )
             parameters = result.parameters
             generative = spec is not None and spec.generative and spec.id == parameters.get("model")
             seed = f"seed {result.seed} · " if parameters.get("engine", "").startswith("diffusers") else ""

@@ -49,13 +49,14 @@ page_start(
     page_title="Compare · Canvas Studio",
 )
 
-if st.radio("Compare", [MODELS, GRID], horizontal=True, key="compare.mode", persist_state="session") == GRID:
+mode_column, task_column = st.columns(2)
+if mode_column.radio("Compare", [MODELS, GRID], horizontal=True, key="compare.mode", persist_state="session") == GRID:
     xy_grid_page(key="grid")
     page_end()
     st.stop()
 
 settings, studio = state.settings(), state.studio()
-task = st.radio("Task", [TEXT, EDIT], horizontal=True, key="compare.task", persist_state="session")
+task = task_column.radio("Task", [TEXT, EDIT], horizontal=True, key="compare.task", persist_state="session")
 core_task = "txt2img" if task == TEXT else "inpaint"
 specs = multi_model_picker(studio.catalogue, core_task, key=f"compare.models.{core_task}", max_models=MAX_MODELS)
 if len(specs) < 2:
@@ -120,9 +121,8 @@ with run_column, st.container(key="sticky-compare-run"):
                 ),
                 invert_mask=st.checkbox("Invert", key="compare.invert", persist_state="session"),
             )
-    if source is not None and drawing is not None:
-        # exactly the mask every model gets: the same drawing, the same options
-        mask_preview(source.image, drawing, options, key="compare")
+            if drawing is not None:  # exactly the mask every model gets: the same drawing, the same options
+                mask_preview(source.image, drawing, options, key="compare")
     ready = len(specs) >= 2 and (task == TEXT or (drawing is not None and drawing.mask.getbbox() is not None))
     if st.button(
         "Run all",
@@ -166,6 +166,26 @@ with run_column, st.container(key="sticky-compare-run"):
             st.rerun()
     if run is not None and running:
         group_panel(key="compare.group", poll=lambda: views(run["jobs"]), cancel=lambda: cancel(run["jobs"]))
+    elif run is not None:  # the results, slid against each other right under Run all
+        shown = []
+        for name, job_id in run["jobs"]:
+            status = lookup(job_id)
+            if status is not None and status.state is JobState.DONE:
+                shown.append((name, state.finished_result(status.key, status.id)))
+        if len(shown) >= 2:
+            names = [name for name, _ in shown]
+            left_column, right_column = st.columns(2)
+            left = left_column.selectbox("Left", names, index=0, key="compare.left", persist_state="session")
+            right = right_column.selectbox("Right", names, index=1, key="compare.right", persist_state="session")
+            by_name = dict(shown)
+            before_after(
+                by_name[left].images[0],
+                by_name[right].images[0],
+                key="compare.slider",
+                labels=(left, right),
+                reveal=st.session_state.get("compare.revealed") != run["group"],
+            )
+            st.session_state["compare.revealed"] = run["group"]
 
 run = st.session_state.get(RUN)
 if run is not None:
@@ -173,7 +193,7 @@ if run is not None:
     if not running:
         if run["seed"] is not None:
             st.markdown(f"Same input for every model · seed **{run['seed']}**")
-        shown = []
+        st.subheader("Each model")
         columns = st.columns(len(jobs))
         for column, (name, job_id) in zip(columns, jobs, strict=True):
             with column:
@@ -192,20 +212,5 @@ if run is not None:
                 png_download(result.pngs[0], result_file_name(result), key=f"compare.download.{job_id}")
                 with st.expander("Parameters"):
                     st.json(result.parameters, expanded=False)
-                shown.append((name, result))
-        if len(shown) >= 2:
-            st.subheader("Slide between two")
-            names = [name for name, _ in shown]
-            left_column, right_column = st.columns(2)
-            left = left_column.selectbox("Left", names, index=0, key="compare.left", persist_state="session")
-            right = right_column.selectbox("Right", names, index=1, key="compare.right", persist_state="session")
-            by_name = dict(shown)
-            before_after(
-                by_name[left].images[0],
-                by_name[right].images[0],
-                key="compare.slider",
-                labels=(left, right),
-                side_by_side=False,
-            )
 
 page_end()

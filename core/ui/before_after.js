@@ -13,7 +13,8 @@ const CSS = `
   font: 14px sans-serif; color: #333; }
 .wipe .knob:focus-visible { outline: 3px solid var(--st-primary-color, #ff4b4b); }
 .wipe .tag { position: absolute; top: 6px; padding: 1px 6px; border-radius: 3px; font: 12px sans-serif;
-  color: #fff; background: rgba(0,0,0,.55); pointer-events: none; }
+  color: #fff; background: rgba(0,0,0,.55); pointer-events: none; max-width: calc(50% - 18px);
+  overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
 .wipe .tag.left { left: 6px; } .wipe .tag.right { right: 6px; }
 `;
 
@@ -75,13 +76,14 @@ export default function (component) {
   if (!view) view = parentElement.__wipe = build(parentElement);
   if (!data) return;
   if (view.before.getAttribute("src") !== data.before) view.before.src = data.before;
+  view.box.style.aspectRatio = `${data.width} / ${data.height}`;
   if (view.after.getAttribute("src") !== data.after) {
     const first = !view.after.getAttribute("src");
     view.after.src = data.after;
-    // a new result: bring it into view (on a phone it lands below the Run button)
-    if (!first || data.reveal) view.box.scrollIntoView({ block: "nearest", behavior: "smooth" });
+    // a new result: bring it into view (on a phone it lands below the Run button), once laid out
+    if (!first || data.reveal)
+      setTimeout(() => view.box.scrollIntoView({ block: "nearest", behavior: "smooth" }), 150);
   }
-  view.box.style.aspectRatio = `${data.width} / ${data.height}`;
   view.left.textContent = data.labels[0];
   view.right.textContent = data.labels[1];
   view.knob.setAttribute("aria-label", `Divider between ${data.labels[0]} and ${data.labels[1]}`);
