@@ -145,6 +145,16 @@ def extended(image: Image.Image, sides: Sides, seed: int = 0) -> tuple[Image.Ima
     return Image.fromarray(frame), Image.fromarray(mask)
 
 
+def bands(size: tuple[int, int], sides: Sides) -> list[list[int]]:
+    """The new area as up to four boxes of the new frame (top and bottom full width, left and right
+    beside the photo): what an extension stores, the photo itself being the request's own."""
+    new_width, new_height = sides.new_size(size)
+    left, top, right, bottom = sides.photo_box(size)
+    boxes = [(0, 0, new_width, top), (0, bottom, new_width, new_height), (0, top, left, bottom)]
+    boxes.append((right, top, new_width, bottom))
+    return [list(box) for box in boxes if box[2] > box[0] and box[3] > box[1]]
+
+
 def strips(size: tuple[int, int], sides: Sides) -> Iterator[tuple[str, Box]]:
     """(side, box) of each strip to fill, in order: left and right over the photo's rows, then top
     and bottom across the full new width. Each holds the band and up to as much photo beside it."""
@@ -301,6 +311,7 @@ def opencv_prefill(image: Image.Image, mask: Image.Image) -> Image.Image:
 __all__ = [
     "ANCHORS",
     "Sides",
+    "bands",
     "extended",
     "fill",
     "opencv_prefill",

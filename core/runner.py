@@ -199,13 +199,13 @@ class Studio:
         if self.store is None:
             return None
         stored = self.store.get(prepared.key)
-        image = prepared.request.image if isinstance(prepared.request, InpaintRequest) else None
+        image = getattr(prepared.request, "image", None)  # an edit or an extension is stored around its input
         return None if stored is None else _from_store(prepared.key, stored, image)
 
     def stored_result(self, key: str, image: Image.Image | None = None) -> Result | None:
         """A stored result by its key (an edit's is composed onto its input `image`), or None."""
         stored = self.store.get(key) if self.store is not None else None
-        if stored is None or (stored.metadata.get("region") is not None and image is None):
+        if stored is None or (_needs_input(stored.metadata) and image is None):
             return None
         return _from_store(key, stored, image)
 
@@ -218,11 +218,12 @@ class Studio:
         prepared.spec.require_available()
         try:
             engine = self.pool.get(prepared.spec)
-            patch = None
+            patch = grown = None
             if isinstance(prepared.request, InpaintRequest):
                 patch, filtered = _inpaint(engine, prepared, report)
             elif isinstance(prepared.request, OutpaintRequest):
                 images, filtered = self._outpaint(engine, prepared, report)
+                grown = prepared.request.sides()
             else:
                 generated = engine.text_to_image(prepared.request, report)
                 images, filtered = tuple(generated.images), _flags(generated)
@@ -243,6 +244,14 @@ class Studio:
             if store:
                 self.store.put(prepared.key, (encode_png(pixels, parameters),), {**metadata, "region": list(region)})
             load_images = partial(_edited, prepared.request.image, pixels, region)
+        elif grown is not None:  # an extension is its new bands; the photo is the request's own image (in the key)
+            if store:
+                size = prepared.request.image.size
+                bands = outpaint.bands(size, grown)
+                pngs = tuple(encode_png(images[0].crop(band), parameters) for band in bands)
+                frame = {"size": list(grown.new_size(size)), "photo_at": [grown.left, grown.top], "bands": bands}
+                self.store.put(prepared.key, pngs, {**metadata, "frame": frame})
+            load_images = partial(tuple, images)
         else:
             if store:
                 encoded = tuple(encode_png(image, image_parameters(parameters, i)) for i, image in enumerate(images))
@@ -379,16 +388,32 @@ def _edited(image: Image.Image, pixels: Image.Image, box: Box) -> tuple[Image.Im
     return (edited,)
 
 
+def _needs_input(metadata: dict) -> bool:
+    """Whether a stored result holds only what changed (an edit's region, an extension's bands)."""
+    return metadata.get("region") is not None or metadata.get("frame") is not None
+
+
+def _framed(image: Image.Image, bands: list[Image.Image], frame: dict) -> tuple[Image.Image, ...]:
+    """An extension from its stored bands around the request's own photo."""
+    canvas = Image.new(image.mode, tuple(frame["size"]))
+    canvas.paste(image, tuple(frame["photo_at"]))
+    for band, box in zip(bands, frame["bands"], strict=True):
+        canvas.paste(band.convert(image.mode), tuple(box[:2]))
+    return (canvas,)
+
+
 def _from_store(key: str, stored: StoredResult, image: Image.Image | None) -> Result:
     metadata = stored.metadata
-    region = metadata.get("region")
+    region, frame = metadata.get("region"), metadata.get("frame")
 
     def load_images() -> tuple[Image.Image, ...]:
         decoded = [_decoded(png) for png in stored.pngs]
+        if frame is not None:
+            return _framed(image, decoded, frame)
         return tuple(decoded) if region is None else _edited(image, decoded[0], tuple(region))
 
     filtered = tuple(metadata.get("filtered", [False] * len(stored.pngs)))
-    encoded = None if region is not None else tuple(stored.pngs)
+    encoded = None if _needs_input(metadata) else tuple(stored.pngs)
     return Result(dict(metadata["parameters"]), key, True, filtered, 0.0, load_images, encoded)
 
 

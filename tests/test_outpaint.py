@@ -152,6 +152,11 @@ def test_outpaint_with_opencv_is_cached_keeps_the_photo_and_carries_its_paramete
     from core.provenance import read_parameters
 
     assert read_parameters(result.pngs[0])["right"] == 111
+    # Stored: only the new band; served again around the request's own photo, pixel for pixel.
+    stored = studio.store.get(result.key)
+    assert [Image.open(io.BytesIO(png)).size for png in stored.pngs] == [(111, 400)]
+    assert studio.stored_result(result.key) is None  # the photo is needed to compose it
+    assert np.array_equal(np.asarray(studio.stored_result(result.key, coffee).images[0]), np.asarray(image))
 
 
 def test_outpaint_beyond_the_image_limits_is_refused_before_any_work(tmp_path, coffee):

@@ -241,11 +241,12 @@ class JobQueue:
         info = record.result
         if info is not None and info.stored:
             image = None
-            if record.task == "inpaint":
+            edits = ("inpaint", "outpaint")  # stored as what changed, around the request's own image
+            if record.task in edits:
                 payload = self.store.payload(job_id)
                 image = request_image(payload) if payload is not None else None
             result = (
-                self.studio.stored_result(info.key, image) if (image is not None or record.task != "inpaint") else None
+                self.studio.stored_result(info.key, image) if (image is not None or record.task not in edits) else None
             )
             if result is not None:
                 return result
