@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from core.admission import DECODE_BYTES_PER_PIXEL, DECODES
-from core.errors import BadImageError
+from core.errors import BadImageError, OutOfMemoryError
 from core.provenance import PNG_SIGNATURE
 from core.settings import ImageLimits
 
@@ -79,19 +79,25 @@ def load_image(source: bytes | str | os.PathLike, limits: ImageLimits = ImageLim
     #    decodes, within the host's memory (core/admission.py).
     with DECODES.hold(image.width * image.height * DECODE_BYTES_PER_PIXEL):
         try:
-            if image.format == "PNG":
-                _verify_png(data)
-            if getattr(image, "n_frames", 1) > 1:
-                image.seek(0)  # animated: always the first frame
-            image.load()
-            _make_upright(image)
-        except _DECODE_ERRORS as error:
-            image.close()
-            raise BadImageError(_decode_message(error)) from None
-        # The image holds no file handle (the bytes were read above), only a reference to them while it lives:
-        # cheaper than copying a large decoded image into a detached one.
-        _check_size(image.size, limits)
-        return normalize_mode(image)
+            try:
+                if image.format == "PNG":
+                    _verify_png(data)
+                if getattr(image, "n_frames", 1) > 1:
+                    image.seek(0)  # animated: always the first frame
+                image.load()
+                _make_upright(image)
+            except _DECODE_ERRORS as error:
+                image.close()
+                raise BadImageError(_decode_message(error)) from None
+            # The image holds no file handle (the bytes were read above), only a reference to them while it lives:
+            # cheaper than copying a large decoded image into a detached one.
+            _check_size(image.size, limits)
+            return normalize_mode(image)
+        except MemoryError:  # the host is short of memory now: the app goes on, this upload is refused
+            raise OutOfMemoryError(
+                f"not enough memory to decode this image now ({_megapixels(image.width * image.height)} MP); "
+                "try a smaller image, or again in a minute"
+            ) from None
 
 
 def normalize_mode(image: Image.Image) -> Image.Image:
