@@ -1004,6 +1004,40 @@ def test_item_23_a_request_flood_gets_busy_429_at_once(tiny_catalogue, make_api,
             TestClient(app, client=(f"10.0.2.{number}", 4000)).delete(f"{API_PREFIX}/jobs/{job_id}")
 
 
+@pytest.mark.slow
+def test_item_23_a_flood_of_small_uploads_of_huge_images_is_refused_before_decoding(make_api, monkeypatch):
+    """23. Request flood → bounded queue answers "busy" (429) at once; with uploads, before decoding them: one
+    client's 12 requests of 62 KB, each a 48 MP image, decode only as many images as the client has places."""
+    from core import images
+
+    monkeypatch.setenv("STUDIO_MAX_JOBS_PER_SESSION", "3")
+    app = make_api().app
+    huge, mask = b64(grey_png_of_zeros(8000, 6000)), b64(encode(box_mask((80, 60), (10, 10, 20, 20))))
+    decoded, real_load = [], images.load_image
+
+    def counting_load(source, *limits):
+        image = real_load(source, *limits)
+        decoded.append(image.size)
+        return image
+
+    monkeypatch.setattr(images, "load_image", counting_load)
+
+    def send(number: int) -> tuple[int, str | None]:
+        client = TestClient(app, client=("10.0.3.1", 4000))
+        body = {"task": "inpaint", "model": "opencv-telea", "image": huge, "mask": mask, "padding": number}
+        response = client.post(f"{API_PREFIX}/jobs", json=body)
+        return response.status_code, response.json().get("id")
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        answers = list(pool.map(send, range(12)))
+    statuses = sorted(status for status, _ in answers)
+    assert statuses == [202] * 3 + [429] * 9, statuses
+    assert decoded == [(8000, 6000)] * 3  # the 9 refused were never decoded
+    for _, job_id in answers:
+        if job_id is not None:
+            TestClient(app, client=("10.0.3.1", 4000)).delete(f"{API_PREFIX}/jobs/{job_id}")
+
+
 # ================================================================================================================
 # 24-26: the result store
 # ================================================================================================================
