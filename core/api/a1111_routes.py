@@ -1,7 +1,7 @@
-"""AUTOMATIC1111's API under /sdapi/v1 (its routes; `a1111_shapes` maps its fields), for the tools that already speak it (Open WebUI,
-SillyTavern, openOutpaint, the `webuiapi` package...), over the studio's own queue, catalogue,
-limits and result cache: a request made here is a cache hit through /api/v1, the OpenAI routes
-and the pages, and the other way round.
+"""AUTOMATIC1111's API under /sdapi/v1 (the routes; `a1111_shapes` maps the fields), for the tools
+that already speak it (Open WebUI, SillyTavern, openOutpaint, the `webuiapi` package...), over the
+studio's own queue, catalogue, limits and result cache: a request made here is a cache hit through
+/api/v1, the OpenAI routes and the pages, and the other way round.
 
 What differs from A1111, on purpose: img2img answers at the init image's own size and changes only
 masked pixels (width, height and resize_mode do not resize it); an interrupted job answers 409 with
@@ -162,7 +162,7 @@ def create_sdapi(*, sync_timeout_s: float | None = None, max_body_bytes: int | N
         if checkpoint is not None:
             if not isinstance(checkpoint, str):
                 raise BadParameterError("sd_model_checkpoint must be a model title from GET /sdapi/v1/sd-models")
-            spec = await anyio.to_thread.run_sync(a1111.find_model, services.studio().catalogue, checkpoint)
+            spec = await anyio.to_thread.run_sync(lambda: a1111.find_model(services.studio().catalogue, checkpoint))
             options.select(spec.id)
         return None
 
