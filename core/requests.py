@@ -76,6 +76,10 @@ def _check_text(name: str, value: Any) -> None:
         raise BadParameterError(f"{name} must be text, got {type(value).__name__}")
     if len(value) > MAX_PROMPT_CHARS:
         raise BadParameterError(f"{name} is {len(value)} characters; the limit is {MAX_PROMPT_CHARS}")
+    try:
+        value.encode("utf-8")  # a lone surrogate ("\ud800" in JSON, bad bytes in argv) is no text
+    except UnicodeEncodeError:
+        raise BadParameterError(f"{name} is not valid text: it holds a lone surrogate (broken UTF-16)") from None
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import os
+import subprocess
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +22,8 @@ from starlette.testclient import TestClient
 from core import images, services
 from core.api import API_PREFIX, api_routes
 from core.masks import files as mask_files
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -121,3 +127,25 @@ def test_a_result_is_serialised_off_the_event_loop(make_api, monkeypatch):
     done = make_api().post(f"{API_PREFIX}/inpaint", json=_inpaint_body((96, 64), (20, 10, 40, 30)))
     assert done.status_code == 200
     assert on_the_loop == [False]
+
+
+def test_a_lone_surrogate_in_a_prompt_is_a_400_before_anything_runs(make_api):
+    response = make_api().post(
+        f"{API_PREFIX}/generate",
+        content=b'{"model": "sd-turbo", "prompt": "a fox \\ud800"}',
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == {
+        "code": "bad_parameter",
+        "message": "prompt is not valid text: it holds a lone surrogate (broken UTF-16)",
+    }
+    assert services.queue().jobs() == []
+
+
+def test_a_lone_surrogate_on_the_command_line_exits_2(tmp_path):
+    prompt = b"a fox \xed\xa0\x80"  # UTF-8 of a surrogate: Python's argv decodes it to lone surrogates
+    command = [sys.executable.encode(), b"-m", b"core", b"generate", prompt, b"--model", b"sd-turbo", b"-o", b"out.png"]
+    completed = subprocess.run(command, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True)
+    assert completed.returncode == 2, completed.stderr
+    assert b"prompt is not valid text" in completed.stderr and b"Traceback" not in completed.stderr
