@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from core.ui.access import require_access
 from core.ui.session import keep_session, save_session
 
 # Streamlit's default top padding (6rem) pushes Run and the result below the fold on a laptop. A column
@@ -22,6 +23,7 @@ COMPACT = """<style>
 
 def page_start(title: str, icon: str, caption: str | None = None, *, page_title: str | None = None) -> None:
     st.set_page_config(page_title=page_title or f"{title} · Canvas Studio", page_icon=icon, layout="wide")
+    require_access()  # before anything of the page runs, when the operator protects the pages
     st.html(COMPACT)
     keep_session()
     st.title(title)

@@ -23,7 +23,7 @@ from core.ui import sessions
 log = logging.getLogger(__name__)
 
 # st.secrets name -> environment variable the core reads.
-SECRET_ENVIRONMENT = {"HF_TOKEN": "HF_TOKEN", "api_key": "STUDIO_API_KEY"}
+SECRET_ENVIRONMENT = {"HF_TOKEN": "HF_TOKEN", "api_key": "STUDIO_API_KEY", "page_password": "STUDIO_PAGE_PASSWORD"}
 
 
 @st.cache_resource(show_spinner=False)
