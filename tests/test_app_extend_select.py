@@ -105,7 +105,7 @@ def test_clicked_selection_becomes_the_mask_and_can_cut_the_painted_one(tiny_sam
     at.session_state[strokes_key("inpaint")] = {"doc": digest_bytes(photo), "epoch": 7, "strokes": strokes}
     at.segmented_control(key="inpaint.select-how").set_value("Cut from the mask")
     at.run()
-    from core.strokes import mask_from_strokes
+    from core.masks.strokes import mask_from_strokes
     from core.ui.select import combined
 
     drawn = mask_from_strokes(strokes, (1500, 600))

@@ -23,8 +23,8 @@ from core import services
 from core.errors import BadImageError
 from core.images import load_image
 from core.jobs import JobState
+from core.masks.strokes import mask_from_strokes
 from core.provenance import read_parameters
-from core.strokes import mask_from_strokes
 from core.ui.mask_editor import MaskOptions, effective_masks
 from core.ui.sample import watermarked_sample
 from tests.app_helpers import (

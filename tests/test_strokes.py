@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from core.errors import BadMaskError
-from core.strokes import MAX_STROKES, mask_from_strokes
+from core.masks.strokes import MAX_STROKES, mask_from_strokes
 
 
 def test_a_brush_stroke_is_a_round_capped_band_of_its_diameter():

@@ -2,7 +2,7 @@
 
 The component (mask_canvas.js, inline, no build step) fits the photo to its column at any width,
 shows the mask as a translucent colour, and keeps what the user paints as strokes in IMAGE pixels;
-core.strokes rasterises them at full resolution. The strokes live in session_state under
+core.masks.strokes rasterises them at full resolution. The strokes live in session_state under
 `<key>.strokes` (not in the widget), so they survive page switches and can be restored after a
 reload; the component adopts them whenever their `epoch` changes (a fresh mount, a restore, a clear).
 """
@@ -21,7 +21,7 @@ from PIL import Image
 
 from core import masks
 from core.errors import BadMaskError
-from core.strokes import mask_from_strokes
+from core.masks.strokes import mask_from_strokes
 from core.ui.media import encoded, media_url
 
 log = logging.getLogger(__name__)
