@@ -110,6 +110,7 @@ class DecodeGate:
 
 
 DECODES = DecodeGate()  # the process's gate: every load_image decodes under it
+PLACES = Admission()  # the process's queue places: the API surfaces and the batch runner take theirs here
 
 
-__all__ = ["DECODES", "Admission", "DecodeGate"]
+__all__ = ["DECODES", "PLACES", "Admission", "DecodeGate"]

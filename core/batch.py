@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 from core import masks
+from core.admission import PLACES
 from core.errors import BadParameterError, BusyError, StudioError
 from core.images import load_image
 from core.jobs import JobQueue, JobState, JobStatus, UnknownJobError
@@ -303,8 +304,11 @@ class BatchRun:
             if unfinished >= in_flight:
                 break
             try:
-                request = self._request(item)
-                item.job_id = queue.submit(request, session=session, label=item.name, group=self.group, heartbeat=True)
+                with PLACES.place(queue, session):  # a queue place first: a full queue costs no decoding
+                    request = self._request(item)
+                    item.job_id = queue.submit(
+                        request, session=session, label=item.name, group=self.group, heartbeat=True
+                    )
             except BusyError:
                 break
             except StudioError as error:

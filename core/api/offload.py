@@ -24,7 +24,7 @@ import anyio
 from starlette.responses import Response
 
 from core import services
-from core.admission import Admission
+from core.admission import PLACES
 
 T = TypeVar("T")
 
@@ -49,7 +49,6 @@ class PerLoopLimiter:
 
 HEAVY = PerLoopLimiter(2)  # CPU-bound work: more threads than cores would only contend for the GIL
 QUICK = PerLoopLimiter(16)  # status reads: milliseconds each, never behind heavy work
-ADMISSION = Admission()  # the process's queue places (pages and batch take theirs from it too)
 
 
 async def heavy(function: Callable[..., T], *args: Any) -> T:
@@ -77,8 +76,8 @@ async def json_response(
 def admitted(session: str) -> Iterator[None]:
     """A queue place for `session` while its uploads are decoded and its jobs submitted (blocking: use it in a
     worker thread): BusyError, before anything is decoded, when the client or the queue has no place left."""
-    with ADMISSION.place(services.queue(), session):
+    with PLACES.place(services.queue(), session):
         yield
 
 
-__all__ = ["ADMISSION", "HEAVY", "QUICK", "PerLoopLimiter", "admitted", "heavy", "json_bytes", "json_response", "quick"]
+__all__ = ["HEAVY", "QUICK", "PerLoopLimiter", "admitted", "heavy", "json_bytes", "json_response", "quick"]
