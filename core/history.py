@@ -20,7 +20,7 @@ from core.store import ListedEntry, ResultStore, StoredResult
 
 THUMBNAIL_SIDE = 256
 THUMBNAIL_NAME = f"thumb-{THUMBNAIL_SIDE}.webp"
-TASK_NAMES = {"txt2img": "Generate", "inpaint": "Inpaint"}
+TASK_NAMES = {"txt2img": "Generate", "inpaint": "Inpaint", "outpaint": "Extend"}  # others show as their name
 
 
 @dataclass(frozen=True)

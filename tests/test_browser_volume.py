@@ -27,7 +27,8 @@ PATIENCE_MS = 300_000  # a shared 2-core machine under load; a fresh CI machine 
 
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory, tiny_catalogue_file) -> Iterator[str]:
-    env = {"STUDIO_MODELS_FILE": str(tiny_catalogue_file)}
+    # Torch runs the tiny UNet: converting it to OpenVINO first (tests/test_openvino.py covers that) only adds minutes here.
+    env = {"STUDIO_MODELS_FILE": str(tiny_catalogue_file), "STUDIO_OPENVINO": "0"}
     with running_app(tmp_path_factory.mktemp("volume-server"), env) as server:
         yield server.url
 

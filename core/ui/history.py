@@ -44,7 +44,10 @@ def history_page() -> None:
     text = text_column.text_input("Search prompts", key="history.text", placeholder="fox, seed 42, sd-turbo…")
     models = model_column.multiselect("Model", sorted({entry.model for entry in entries}), key="history.models")
     tasks = task_column.multiselect(
-        "Task", list(TASK_NAMES), format_func=lambda task: TASK_NAMES[task], key="history.tasks"
+        "Task",
+        sorted({*TASK_NAMES, *(entry.task for entry in entries if entry.task)}),
+        format_func=lambda task: TASK_NAMES.get(task, task.capitalize()),
+        key="history.tasks",
     )
     shown = history.filtered(entries, text=text, models=models, tasks=tasks)
     if not entries:
