@@ -410,6 +410,7 @@ def drive(
                 run.submit_more(queue, session, in_flight=in_flight)
                 if run.finished(queue):
                     return
+                queue.touch_sessions([session])  # the batch still watches its jobs: never abandoned
             time.sleep(poll_s)
 
     thread = threading.Thread(target=loop, name=f"batch-{run.group}", daemon=True)

@@ -123,7 +123,9 @@ def test_cli_prompts_needs_exactly_one_source(tmp_path):
 
 
 @pytest.fixture
-def api_client(tiny_catalogue):
+def api_client(tiny_catalogue, monkeypatch):
+    # Jobs nobody watches for 1 s are dropped: the server's batch driver must keep watching its own.
+    monkeypatch.setenv("STUDIO_ABANDON_AFTER_S", "1")
     from starlette.applications import Starlette
     from starlette.testclient import TestClient
 
