@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core import services
+from core.api.offload import quick
 from core.errors import StudioError
 from core.jobs import JobNotDoneError, JobQueue, JobState, JobStatus
 
@@ -167,6 +168,8 @@ def add_error_handlers(api: FastAPI, render: Render = render_error) -> None:
     """Every error the app raises answers through `render`, never as a traceback."""
 
     async def handle(request: Request, error: Exception) -> JSONResponse:
+        if isinstance(error, StudioError) and error.code == "busy":  # its Retry-After reads the queue: off the loop
+            return render(await quick(failure_of, request, error))
         return render(failure_of(request, error))
 
     for kind in (StudioError, RequestValidationError, StarletteHTTPException, Exception):

@@ -101,24 +101,34 @@ def _inpaint_in_child(pixels: np.ndarray, mask: np.ndarray, radius: int, method:
         [sys.executable, "-I", str(_CHILD)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     out: list[bytes] = []
-    try:
+
+    def feed() -> None:
         try:
             child.stdin.write(header.encode() + b"\n")
             child.stdin.write(np.ascontiguousarray(pixels).data)
             child.stdin.write(np.ascontiguousarray(mask).data)
             child.stdin.close()
-        except BrokenPipeError:
-            pass  # the child died on start: its exit status says why, below
-        reader = threading.Thread(target=lambda: out.append(child.stdout.read()), daemon=True)
-        reader.start()
-        while reader.is_alive():
-            reader.join(_POLL_S)
+        except (BrokenPipeError, ValueError, OSError):
+            pass  # the child died or was killed: its exit status says why, below
+
+    # Feeding 200 MB into a pipe takes a moment too: both directions run in threads while this one polls.
+    threads = [
+        threading.Thread(target=feed, daemon=True),
+        threading.Thread(target=lambda: out.append(child.stdout.read()), daemon=True),
+    ]
+    try:
+        for thread in threads:
+            thread.start()
+        while threads[1].is_alive():
+            threads[1].join(_POLL_S)
             report(0, 1)  # raises CancelledError: the finally kills the child
         child.wait()
     finally:
         if child.poll() is None:
             child.kill()
             child.wait()
+        for thread in threads:
+            thread.join()
         errors = child.stderr.read().decode("utf-8", "replace") if child.stderr else ""
         for stream in (child.stdout, child.stderr):
             if stream is not None:
