@@ -29,6 +29,8 @@ BENCHMARKS = {
     "runner_overhead": "bench.runner_overhead",
     "cache_hit": "bench.cache_hit",
     "large_image": "bench.large_image",
+    "outpaint_band": "bench.outpaint_band",
+    "segment_click": "bench.segment_click",
     "queue": "bench.queue_figures",
     "job_store": "bench.job_store",
     "model_memory": "bench.model_memory",

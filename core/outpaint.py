@@ -241,14 +241,25 @@ def fill(
 
     `paint` runs the model on one fitted tile; `prefill`, when given, first fills the tile's new
     pixels (for generative models)."""
-    frame, new_area = extended(image, sides, seed)
-    canvas = np.array(frame)
+    # Only the part of the new frame the strips cover is built and worked on (with a band on one
+    # side of a 12 MP photo that is the band and its context, not the whole frame).
+    placed = list(strips(image.size, sides))
+    left, top = min(box[0] for _, box in placed), min(box[1] for _, box in placed)
+    right, bottom = max(box[2] for _, box in placed), max(box[3] for _, box in placed)
+    photo_box = sides.photo_box(image.size)
+    inside = (max(left, photo_box[0]), max(top, photo_box[1]), min(right, photo_box[2]), min(bottom, photo_box[3]))
+    part = image.crop(
+        (inside[0] - photo_box[0], inside[1] - photo_box[1], inside[2] - photo_box[0], inside[3] - photo_box[1])
+    )
+    around = Sides(left=inside[0] - left, top=inside[1] - top, right=right - inside[2], bottom=bottom - inside[3])
+    frame, new_area = extended(part, around, seed)
+    canvas = np.asarray(frame).copy()
     is_new = np.asarray(new_area) > 0
     done = np.zeros_like(is_new)
     index = 0
-    for side, strip in strips(image.size, sides):
+    for side, strip in placed:
         for box in tiles(strip, side, working_resolution):
-            x0, y0, x1, y1 = box
+            x0, y0, x1, y1 = box[0] - left, box[1] - top, box[2] - left, box[3] - top
             todo = is_new[y0:y1, x0:x1] & ~done[y0:y1, x0:x1]
             if not todo.any():
                 continue
@@ -263,8 +274,9 @@ def fill(
             _blend_into(canvas[y0:y1, x0:x1], painted, weight)
             done[y0:y1, x0:x1] |= todo
             index += 1
-    result = Image.fromarray(canvas)
-    result.paste(image, sides.photo_box(image.size)[:2])  # the photo exactly as it came
+    result = Image.new(image.mode, sides.new_size(image.size))
+    result.paste(Image.fromarray(canvas), (left, top))
+    result.paste(image, photo_box[:2])  # the photo exactly as it came
     return result
 
 
