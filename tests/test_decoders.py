@@ -150,3 +150,20 @@ def test_a_missing_tiny_autoencoder_defaults_to_full_and_says_how_to_get_the_fas
     assert studio.prepare(GenerateRequest(model="tiny-sd", prompt=PROMPT)).request.decoder == "full"
     with pytest.raises(ModelUnavailableError, match="python -m core download tiny-sd, or choose the full decoder"):
         generate(studio, decoder="fast")
+
+
+def test_the_generate_page_shows_the_decoder_choice_and_runs_with_it(fast_catalogue_file, monkeypatch, fresh_app):
+    from core import services
+    from tests.app_helpers import button, open_page, run_until
+
+    monkeypatch.setenv("STUDIO_MODELS_FILE", str(fast_catalogue_file))
+    monkeypatch.setenv("STUDIO_DEVICE", "cpu")
+    at = open_page("1_Generate.py")
+    decoder = at.radio(key="generate.tiny-sd.decoder")
+    assert decoder.label == "Decoder" and list(decoder.options) == ["fast", "full"] and decoder.value == "fast"
+    decoder.set_value("full")
+    at.text_area(key="generate.prompt").set_value("a red cube")
+    button(at, "Generate").click()
+    run_until(at.run(), lambda at: bool(at.get("download_button")), what="a generated image")
+    result = services.queue().result(at.session_state["generate.job"])
+    assert result.parameters["decoder"] == "full"
