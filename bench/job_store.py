@@ -59,6 +59,7 @@ def _old_queue_class():
     path.write_text(source, encoding="utf-8")
     spec = importlib.util.spec_from_file_location("old_jobs", path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module.JobQueue
 

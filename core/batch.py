@@ -272,7 +272,8 @@ class ItemView:
 class BatchRun:
     """One batch: its items, the request every item shares, and its queue group.
 
-    Not thread-safe: one page session drives it (from its polling fragment)."""
+    A page drives it from its polling fragment; once started, a feeder thread of this process also
+    keeps submitting, so the batch runs to the end whether or not its page stays open."""
 
     def __init__(
         self,
@@ -287,15 +288,36 @@ class BatchRun:
         self.template = template
         self.limits = limits
         self.cancelled = False
+        self._lock = threading.RLock()  # the page's fragment and the feeder both submit
+        self._feeder: threading.Thread | None = None
 
     @property
     def waiting(self) -> list[BatchItem]:
         return [item for item in self.items if item.job_id is None and item.problem is None]
 
     def submit_more(self, queue: JobQueue, session: str, *, in_flight: int) -> int:
-        """Submit waiting items while fewer than `in_flight` of this batch are unfinished.
-        Returns how many were submitted. A busy queue is not an error: the rest wait for the
-        next call."""
+        """Submit waiting items while fewer than `in_flight` of this batch are unfinished, and start
+        the feeder that submits the rest as jobs finish. Returns how many were submitted now. A busy
+        queue is not an error: the rest wait."""
+        with self._lock:
+            if self._feeder is None and self.waiting and not self.cancelled:
+                self._feeder = threading.Thread(
+                    target=self._feed, args=(queue, session, in_flight), name=f"feeder-{self.group}", daemon=True
+                )
+                self._feeder.start()
+            return self._submit_some(queue, session, in_flight=in_flight)
+
+    def _feed(self, queue: JobQueue, session: str, in_flight: int) -> None:
+        while not self.cancelled and self.waiting and not queue.closing:
+            with self._lock:
+                self._submit_some(queue, session, in_flight=in_flight)
+            unfinished = [s for s in queue.jobs(session=session, group=self.group) if not s.state.finished]
+            if unfinished:
+                queue.wait(unfinished[0].id, timeout=1.0)
+            else:
+                time.sleep(0.5)
+
+    def _submit_some(self, queue: JobQueue, session: str, *, in_flight: int) -> int:
         if self.cancelled:
             return 0
         unfinished = sum(1 for status in queue.jobs(session=session, group=self.group) if not status.state.finished)
@@ -325,22 +347,24 @@ class BatchRun:
 
     def cancel(self, queue: JobQueue, session: str) -> None:
         """Stop what has not finished; finished results stay."""
-        self.cancelled = True
-        for item in self.waiting:
-            item.problem = "cancelled before it started"
+        with self._lock:
+            self.cancelled = True
+            for item in self.waiting:
+                item.problem = "cancelled before it started"
         queue.cancel_group(self.group, session=session)
 
     def views(self, queue: JobQueue) -> list[ItemView]:
         """Every item's state now. Finished jobs are read once and kept (with their PNG), so the
         batch still shows and downloads them after the queue has dropped the jobs."""
         views = []
-        for item in self.items:
-            if item.job_id is not None and item.final is None:
-                self._refresh(queue, item)
-            status = item.final
-            if status is None and item.job_id is not None:
-                status = self._status(queue, item)
-            views.append(ItemView(item.name, status, item.problem, item.job_id is None and item.problem is None))
+        with self._lock:
+            for item in self.items:
+                if item.job_id is not None and item.final is None:
+                    self._refresh(queue, item)
+                status = item.final
+                if status is None and item.job_id is not None:
+                    status = self._status(queue, item)
+                views.append(ItemView(item.name, status, item.problem, item.job_id is None and item.problem is None))
         return views
 
     @staticmethod

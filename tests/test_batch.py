@@ -27,7 +27,7 @@ from core.batch import (
 )
 from core.errors import BadParameterError
 from core.images import load_image
-from core.jobs import JobQueue, JobState
+from core.jobs import JobQueue, JobState, Worker
 from core.requests import InpaintRequest
 from core.runner import Studio
 
@@ -225,14 +225,32 @@ def test_cancelling_a_batch_stops_what_has_not_started_and_keeps_what_finished(q
     mask.paste(255, (250, 150, 330, 230))
     images = [NamedFile(f"{index}.png", png(coffee.rotate(index * 3))) for index in range(6)]
     run = BatchRun(match_items(images, shared_mask=NamedFile("m.png", png(mask))), InpaintRequest(model="opencv-telea"))
-    run.submit_more(queue, "tab", in_flight=1)
-    queue.wait(run.items[0].job_id, timeout=30)
-    run.views(queue)  # the page polls: the finished result is kept
-    run.cancel(queue, "tab")
+    queue = JobQueue(queue.studio, workers=0)  # jobs run only when this test says so
+    worker = Worker(queue, "test-worker")
+    try:
+        run.submit_more(queue, "tab", in_flight=1)
+        assert worker.run_one()  # the first item runs; the feeder may queue the next, which never starts
+        queue.wait(run.items[0].job_id, timeout=30)
+        run.views(queue)  # the page polls: the finished result is kept
+        run.cancel(queue, "tab")
+    finally:
+        queue.shutdown()
     assert run.finished(queue)
     assert [name for name, _ in run.results()] == ["0"]
     assert dict(run.problems())["5"] == "cancelled before it started"
     assert run.submit_more(queue, "tab", in_flight=4) == 0
+
+
+def test_a_batch_runs_to_the_end_with_its_page_closed(queue, coffee):
+    mask = Image.new("L", coffee.size, 0)
+    mask.paste(255, (250, 150, 330, 230))
+    images = [NamedFile(f"{index}.png", png(coffee.rotate(index * 5))) for index in range(5)]
+    run = BatchRun(match_items(images, shared_mask=NamedFile("m.png", png(mask))), InpaintRequest(model="opencv-telea"))
+    run.submit_more(queue, "tab", in_flight=1)  # the page's first poll; then the tab is closed: nobody polls again
+    deadline = time.monotonic() + 60
+    while sum(status.state is JobState.DONE for status in queue.jobs(group=run.group)) < len(images):
+        assert time.monotonic() < deadline, "the batch stopped when its page stopped polling"
+        time.sleep(0.05)
 
 
 def test_results_zip_holds_each_result_and_a_list_of_problems():

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from core.errors import BadParameterError, BusyError
-from core.jobs import OUT_OF_MEMORY_MESSAGE, JobNotDoneError, JobQueue, JobState, UnknownJobError
+from core.jobs import OUT_OF_MEMORY_MESSAGE, UNEXPECTED_MESSAGE, JobNotDoneError, JobQueue, JobState, UnknownJobError
 from core.pool import ModelPool
 from core.requests import InpaintRequest
 from core.runner import Studio
@@ -278,6 +278,18 @@ def test_the_worker_survives_a_failing_job(make_queue, photo_and_mask):
     assert failed.state is JobState.FAILED and failed.error_code == "bad_mask"
     assert failed.error and "\n" not in failed.error
     assert queue.wait(after, timeout=60).state is JobState.DONE
+
+
+def test_a_base_exception_fails_the_job_and_leaves_no_zombie_to_join(make_queue, spy):
+    queue = make_queue()
+    spy.fail_with = SystemExit("an engine called sys.exit")  # not an Exception: the runner does not catch it
+    first = queue.submit(generate(150), session="tab")
+    failed = queue.wait(first, timeout=60)
+    assert failed.state is JobState.FAILED and failed.error == UNEXPECTED_MESSAGE
+    spy.fail_with = None
+    again = queue.submit(generate(150), session="tab")  # the identical request: a new job, never the dead one
+    assert again != first
+    assert queue.wait(again, timeout=60).state is JobState.DONE  # and the worker is still there to run it
 
 
 @pytest.mark.parametrize("error", [MemoryError(), "torch"])

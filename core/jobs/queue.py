@@ -23,6 +23,7 @@ import threading
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from PIL import Image
@@ -107,6 +108,7 @@ class JobQueue:
         self._preview: tuple[str, int, Image.Image] | None = None
         self._estimates: tuple[float, dict, int] | None = None
         self._finishes = 0
+        self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="studio-job-inputs")
         self._closing = False
         self._workers = [Worker(self, worker_name(index)) for index in range(workers)]
         self._threads = [
@@ -133,8 +135,9 @@ class JobQueue:
             raise BusyError("the studio is shutting down; try again in a minute")
         prepared = self.studio.prepare(request)
         hit = self.studio.cached(prepared)  # disk I/O and encoding: all before the store's transaction
-        is_edit = prepared.request.task == "inpaint"
-        payload = encode_request(prepared.request) if (hit is None or is_edit) else None
+        # A job to run needs its inputs stored before it exists (a worker elsewhere may take it at
+        # once); a cache hit's edit needs its input only to show the result elsewhere: stored after.
+        payload = encode_request(prepared.request) if hit is None else None
         heartbeat = heartbeat and group is None
         job_id, now = secrets.token_hex(8), time.time()
         if payload is not None:
@@ -170,11 +173,19 @@ class JobQueue:
             return chosen
         if hit is not None:
             self._hold(job_id, hit)
+            if prepared.request.task == "inpaint":
+                self._background.submit(self._store_inputs, job_id, prepared.request)
         else:
             with self._lock:
                 self._prepared[job_id] = prepared
             self.store.notify()
         return job_id
+
+    def _store_inputs(self, job_id: str, request: Request) -> None:
+        try:
+            self.store.put_payload(job_id, encode_request(request))
+        except Exception:  # best effort: only another front-end's view of this cached result needs it
+            log.exception("could not store the inputs of job %s", job_id)
 
     @staticmethod
     def _new_record(job_id, seq, prepared: Prepared, session, label, group, heartbeat, now) -> JobRecord:
@@ -356,6 +367,11 @@ class JobQueue:
             self._forget_if_finished(job_id)
         self.store.notify()
         return len(stopped)
+
+    @property
+    def closing(self) -> bool:
+        """shutdown() was called: new submits are refused."""
+        return self._closing
 
     def shutdown(self, wait: bool = True) -> None:
         """Stop this process's workers: a running job goes back to the queue at its next step

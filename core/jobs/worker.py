@@ -141,7 +141,10 @@ class Worker:
                 self._release(record)
             elif not isinstance(outcome, _Lost):
                 self._finish(record, prepared, state, result, message, code)
-        if outcome is not None and not isinstance(outcome, (_Released, _Lost)):
+        # `python -m core worker` stops on an interrupt, as asked; a thread of the app goes on with
+        # the next job (this one was failed above, so nothing joins it).
+        in_main_thread = threading.current_thread() is threading.main_thread()
+        if outcome is not None and not isinstance(outcome, (_Released, _Lost)) and in_main_thread:
             raise outcome
 
     def _prepare(self, record: JobRecord) -> Prepared | None:
@@ -203,10 +206,10 @@ class Worker:
             policy.finish(txn, current, state, now, error=message, code=code)
             return True
 
+        if result is not None:  # before the commit: a waiter woken by it reads the result at once
+            self.queue._hold(record.id, result)
         if not self.store.transact(finish):
             return
-        if result is not None:
-            self.queue._hold(record.id, result)
         if state in (JobState.DONE, JobState.CANCELLED) and not (result is not None and result.cached):
             sample = eta.measure(record, progress, now, steps_only=state is JobState.CANCELLED)
             if sample is not None:
