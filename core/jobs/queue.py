@@ -106,7 +106,7 @@ class JobQueue:
         self._waiting: Counter[str] = Counter()  # jobs a `wait` of this process waits for: their results stay held
         self._unread: dict[str, float] = {}  # finished while waited for, result not read yet: held until this time
         self._preview: tuple[str, int, Image.Image] | None = None
-        self._estimates: tuple[float, dict, int] | None = None
+        self._estimates: tuple[float, dict] | None = None  # (when read, costs)
         self._finishes = 0
         self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="studio-job-inputs")
         self._closing = False
@@ -302,11 +302,12 @@ class JobQueue:
             self._waiting[job_id] += 1
         try:
             while True:
+                seen = self.store.generation()
                 record = self._get(job_id)
                 left = None if deadline is None else deadline - time.monotonic()
                 if record.state.finished or (left is not None and left <= 0):
                     return self.status(job_id)
-                self.store.wait_for_change(1.0 if left is None else left)
+                self.store.wait_for_change(1.0 if left is None else left, since=seen)
         finally:
             with self._lock:
                 self._waiting[job_id] -= 1
@@ -445,7 +446,7 @@ class JobQueue:
                 return self._estimates[1]
         costs = self.store.costs()
         with self._lock:
-            self._estimates = (now, costs, 0)
+            self._estimates = (now, costs)
         return costs
 
     def _snapshot(self, record: JobRecord, context: _Context | None) -> JobStatus:

@@ -194,12 +194,12 @@ class RedisStore(JobStore):
             pipe.execute()
         self._signal()
 
-    def wait_for_work(self, timeout: float) -> None:
+    def wait_for_work(self, timeout: float, since: int | None = None) -> None:
         self._redis.blpop([self._k("wake")], timeout=max(0.01, timeout))
 
-    def wait_for_change(self, timeout: float) -> None:
+    def wait_for_change(self, timeout: float, since: int | None = None) -> None:
         self._listen()
-        super().wait_for_change(timeout)
+        super().wait_for_change(timeout, since)
 
     def _listen(self) -> None:
         """One subscriber thread per process turns published events into local wake-ups."""

@@ -200,9 +200,8 @@ class SqliteStore(JobStore):
     def notify(self) -> None:
         self._signal()  # other processes poll
 
-    def wait_for_work(self, timeout: float) -> None:
-        with self._changed:
-            self._changed.wait(timeout=min(timeout, 0.1))
+    def wait_for_work(self, timeout: float, since: int | None = None) -> None:
+        self._wait(min(timeout, 0.1), since)  # other processes' submits: seen at the next look
 
     # -- retention ---------------------------------------------------------------------------------
 

@@ -72,6 +72,7 @@ class JobStore(ABC):
 
     def __init__(self) -> None:
         self._changed = threading.Condition()  # a job changed state in this process (or, on Redis, anywhere)
+        self._generation = 0  # counts those changes: a waiter never misses one that came before it waited
 
     # -- records ---------------------------------------------------------------------------------
 
@@ -148,18 +149,31 @@ class JobStore(ABC):
         """Wake workers (a job was queued) and waiters (a job changed state), in every process."""
 
     @abstractmethod
-    def wait_for_work(self, timeout: float) -> None:
-        """Block until a job may be waiting, or `timeout` passes."""
+    def wait_for_work(self, timeout: float, since: int | None = None) -> None:
+        """Block until a job may be waiting (something changed after `generation()` was `since`),
+        or `timeout` passes."""
 
-    def wait_for_change(self, timeout: float) -> None:
-        """Block until a job may have changed state, or `timeout` passes (callers re-check)."""
+    def generation(self) -> int:
+        """Read before looking at the store; pass to the waits, so a change in between is not missed."""
         with self._changed:
-            self._changed.wait(timeout=min(timeout, self.poll_s))
+            return self._generation
+
+    def wait_for_change(self, timeout: float, since: int | None = None) -> None:
+        """Block until a job may have changed state, or `timeout` passes (callers re-check)."""
+        self._wait(min(timeout, self.poll_s), since)
+
+    def _wait(self, timeout: float, since: int | None) -> None:
+        with self._changed:
+            if since is None:
+                self._changed.wait(timeout=timeout)
+            else:
+                self._changed.wait_for(lambda: self._generation != since, timeout=timeout)
 
     poll_s = 0.05  # how often waiters re-read the store when nothing tells them
 
     def _signal(self) -> None:
         with self._changed:
+            self._generation += 1
             self._changed.notify_all()
 
     # -- retention ---------------------------------------------------------------------------------

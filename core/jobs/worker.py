@@ -8,6 +8,7 @@ in a process of its own (one per GPU is the documented scale-out).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
@@ -67,10 +68,16 @@ class Worker:
         self._keeper.start()
         try:
             while not self.stopping.is_set():
-                if not self.run_one():
-                    self.store.wait_for_work(IDLE_CHECK_S)
+                try:
+                    seen = self.store.generation()
+                    if not self.run_one():
+                        self.store.wait_for_work(IDLE_CHECK_S, since=seen)
+                except Exception:  # the store is unreachable (Redis restarting...): try again shortly
+                    log.exception("worker %s: the job store failed; retrying in a second", self.name)
+                    self.stopping.wait(1.0)
         finally:
-            self.store.forget_worker(self.name)
+            with contextlib.suppress(Exception):  # a store that is gone forgets nothing
+                self.store.forget_worker(self.name)
 
     def stop(self) -> None:
         self.stopping.set()
