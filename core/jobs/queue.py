@@ -115,6 +115,8 @@ class JobQueue:
             threading.Thread(target=worker.run, name=f"studio-worker-{index + 1}", daemon=True)
             for index, worker in enumerate(self._workers)
         ]
+        for worker in self._workers:  # alive from now on, for /health and the Home page
+            self.store.beat(worker.name, time.time())
         for thread in self._threads:
             thread.start()
 
