@@ -4,6 +4,8 @@ Importing this file must stay cheap: `streamlit run` imports it once to find `ap
 is `core.ui.home.render_home`, run only when Streamlit runs this script.
 """
 
+import os
+import sys
 from contextlib import asynccontextmanager
 
 import streamlit as st
@@ -16,8 +18,14 @@ from core.ui.server import lengthen_keep_alive
 @asynccontextmanager
 async def _start(_app):
     from core import services
+    from core.settings import SettingsError
     from core.ui.state import export_secrets
 
+    try:
+        services.settings()
+    except SettingsError as error:  # a bad STUDIO_* variable stops start-up, with one line naming it
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        os._exit(2)  # before serving anything; an exception here would be a traceback, then a half-started server
     export_secrets()  # st.secrets["api_key"] protects the API before any page is opened
     services.queue()  # the workers start now: jobs queued before a restart run without waiting for a visit
     yield

@@ -342,7 +342,7 @@ class BatchRun:
 
     def _request(self, item: BatchItem) -> InpaintRequest:
         image = load_image(item.image.data, self.limits)
-        mask = masks.mask_from_image(item.mask.data, image.size)
+        mask = masks.mask_from_image(item.mask.data, image.size, self.limits)
         return dataclasses.replace(self.template, image=image, mask=mask)
 
     def cancel(self, queue: JobQueue, session: str) -> None:

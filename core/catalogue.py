@@ -16,11 +16,11 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlparse
 
+from core.engines import ENGINES, EngineKind, engine_kind
 from core.errors import BadParameterError, ModelUnavailableError, UnknownModelError
 
 BUILTIN_CATALOGUE = Path(__file__).with_name("models.toml")
 TASKS = ("txt2img", "inpaint", "segment")
-ENGINES = ("opencv", "diffusers", "lama", "hosted", "sam")
 _ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 HOSTED_HINT = (
     'needs a Hugging Face token: set HF_TOKEN in the environment, or HF_TOKEN = "hf_..." in '
@@ -60,11 +60,15 @@ class ModelSpec:
     options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
+    def kind(self) -> EngineKind:
+        """The engine kind's registry entry: what it can do and which request fields it reads."""
+        return engine_kind(self.engine)
+
+    @property
     def source(self) -> str:
         """Where the weights come from, for people and for cache keys (never a secret)."""
-        if self.engine == "hosted":  # where the image is made is part of its identity
-            where = self.options.get("endpoint") or self.options.get("provider") or "auto"
-            return f"hosted:{self.hub}@{where}"
+        if self.kind.source is not None:
+            return self.kind.source(self)
         if self.hub:
             return f"{self.hub}@{self.revision or 'main'}" + (f"/{self.file}" if self.file else "")
         if self.path:  # identifies the folder without showing the server's directory layout
@@ -85,9 +89,8 @@ class ModelSpec:
 
     @property
     def generative(self) -> bool:
-        """Reads a prompt and a seed. The others (OpenCV, LaMa) only remove, deterministically: they
-        ignore both, so neither may split their cache keys."""
-        return self.engine in ("diffusers", "hosted")
+        """Reads a prompt and a seed. The others (OpenCV, LaMa) only remove, deterministically."""
+        return self.kind.generative
 
     def supports(self, task: str) -> bool:
         return task in self.tasks
@@ -97,11 +100,11 @@ class ModelSpec:
         on a GPU, whose memory is not counted here) or need little (OpenCV)."""
         from core import devices, memory
 
-        if self.engine in ("opencv", "hosted") or not devices.runs_on_cpu(os.environ.get("STUDIO_DEVICE")):
+        if not self.kind.runs_locally or not devices.runs_on_cpu(os.environ.get("STUDIO_DEVICE")):
             return 0
         if self.memory_mb is not None:
             return int(self.memory_mb) * memory.MIB
-        return memory.estimated_need(self.engine, self._local_weight_files())
+        return memory.estimated_need(self.kind.working_memory, self._local_weight_files())
 
     def tiny_vae_folder(self) -> Path | None:
         """The tiny autoencoder's local folder (a folder of its own, or the Hub cache), or None."""
@@ -120,7 +123,7 @@ class ModelSpec:
         VAE); None for engines that have no decoder to choose."""
         from core import devices
 
-        if self.engine != "diffusers":
+        if not self.kind.reads_anywhere("decoder"):
             return None
         on_cpu = devices.runs_on_cpu(os.environ.get("STUDIO_DEVICE"))
         return "fast" if on_cpu and self.tiny_vae_folder() is not None else "full"
@@ -141,14 +144,8 @@ class ModelSpec:
         return [found] if filename else memory.weight_files(found.parent)
 
     def availability(self) -> Availability:
-        if self.engine == "opencv":
-            return Availability(True, "built in, works offline")
-        if self.engine == "hosted":
-            from core.secrets import hf_token
-
-            if hf_token():
-                return Availability(True, "runs on Hugging Face Inference Providers")
-            return Availability(False, HOSTED_HINT)
+        if self.kind.availability is not None:  # built in, or runs elsewhere
+            return self.kind.availability(self)
         from core import memory
 
         too_big = memory.budget().refusal(self.memory_need())  # before "download it": that would not help
@@ -229,11 +226,11 @@ class Catalogue:
         return [spec for spec in self._specs.values() if spec.supports(task)]
 
     def default_remove_model(self) -> str:
-        """LaMa when it can run now, OpenCV Telea otherwise (what the leading tools default to)."""
-        for spec in self.for_task("inpaint"):
-            if spec.engine == "lama" and spec.availability().ready:
-                return spec.id
-        return "opencv-telea"
+        """The best remover that can run now (LaMa), OpenCV Telea otherwise (what the leading tools default to)."""
+        fallback = "opencv-telea"
+        removers = [spec for spec in self.for_task("inpaint") if not spec.generative]
+        removers.sort(key=lambda spec: (spec.kind.remover_rank, spec.id == fallback), reverse=True)
+        return next((spec.id for spec in removers if spec.availability().ready), fallback)
 
     def default_segment_model(self) -> str:
         """The first segmentation model that can run now, else the first one (its error says how to get it)."""
@@ -251,7 +248,7 @@ class Catalogue:
         if not devices.runs_on_cpu(os.environ.get("STUDIO_DEVICE")):
             return None
         for spec in self.for_task(task):
-            if spec.engine == "hosted" and spec.availability().ready:
+            if not spec.kind.runs_locally and spec.availability().ready:
                 return spec.id
         return None
 
@@ -323,6 +320,9 @@ def _spec_from_table(model_id: str, table: Mapping[str, Any]) -> ModelSpec:
         raise BadParameterError(f"{where}: tasks must be a non-empty list of {list(TASKS)}")
     if values.get("engine") not in ENGINES:
         raise BadParameterError(f"{where}: engine must be one of {list(ENGINES)}")
+    unsupported = set(values["tasks"]) - ENGINES[values["engine"]].tasks
+    if unsupported:
+        raise BadParameterError(f"{where}: the {values['engine']} engine cannot do {sorted(unsupported)}")
     sources = [key for key in ("hub", "path", "url") if values.get(key)]
     if len(sources) > 1:
         raise BadParameterError(f"{where}: give one of hub, path or url, not {sources}")

@@ -12,9 +12,10 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from core.errors import StudioError
-from core.requests import DECODERS, SCHEDULERS, GenerateRequest, InpaintRequest
+from core.requests import Cli, GenerateRequest, InpaintRequest, OutpaintRequest, annotations_of, fields, leaf_types
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
@@ -75,19 +76,7 @@ def _generate(args) -> int:
     if args.prompts is None and args.seeds != 1:
         raise UsageError("--seeds goes with --prompts FILE (one prompt: use --seed and --num-images)")
     studio = _studio()
-    request = GenerateRequest(
-        model=args.model,
-        prompt=args.prompt or "",
-        negative_prompt=args.negative,
-        num_inference_steps=args.steps,
-        guidance_scale=args.guidance,
-        seed=args.seed,
-        width=args.width,
-        height=args.height,
-        num_images=args.num_images,
-        scheduler=args.scheduler,
-        decoder=args.decoder,
-    )
+    request = GenerateRequest(**{**_request_values(args, GenerateRequest), "prompt": args.prompt or ""})
     if args.prompts is not None:
         return _prompt_batch(studio, args, request)
     result = _run(studio, request, label=None)
@@ -139,6 +128,7 @@ def _inpaint(args) -> int:
 
 
 def _batch(args) -> int:
+    from core.batch import mask_key, unique_names
     from core.images import load_image
     from core.masks import mask_from_image
 
@@ -150,27 +140,34 @@ def _batch(args) -> int:
     if not images:
         raise UsageError(f"no images found in {args.images!r}")
     shared_mask_bytes = _read(args.mask, "mask") if args.mask else None
-    masks_by_stem = {}
+    masks_by_key: dict[str, list[Path]] = {}  # matched as the Batch page matches: photo.png, photo_mask.png
     if args.masks:
         masks_dir = Path(args.masks)
         if not masks_dir.is_dir():
             raise UsageError(f"--masks {args.masks!r} is not a folder")
-        masks_by_stem = {p.stem: p for p in masks_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
+        for path in sorted(masks_dir.iterdir()):
+            if path.suffix.lower() in IMAGE_SUFFIXES:
+                masks_by_key.setdefault(mask_key(path.name), []).append(path)
     out_dir.mkdir(parents=True, exist_ok=True)
     failures = 0
-    for number, image_path in enumerate(images, 1):
+    # photo.jpg and photo.png both become results: photo.png and "photo (2).png", never one over the other
+    names = unique_names([path.stem for path in images])
+    for number, (image_path, name) in enumerate(zip(images, names, strict=True), 1):
         prefix = f"[{number}/{len(images)}] {image_path.name}"
         try:
-            if shared_mask_bytes is None and image_path.stem not in masks_by_stem:
-                raise UsageError("no mask with the same name; skipped")
-            mask_bytes = (
-                shared_mask_bytes if shared_mask_bytes is not None else masks_by_stem[image_path.stem].read_bytes()
-            )
+            if shared_mask_bytes is not None:
+                mask_bytes = shared_mask_bytes
+            else:
+                candidates = masks_by_key.get(image_path.stem, [])
+                if len(candidates) != 1:
+                    found = "no mask" if not candidates else f"{len(candidates)} masks"
+                    raise UsageError(f"{found} named like {image_path.stem}; skipped")
+                mask_bytes = candidates[0].read_bytes()
             image = load_image(image_path.read_bytes(), studio.image_limits)
             mask = mask_from_image(mask_bytes, image.size, studio.image_limits)
             result = _run_inpaint(studio, args, image, mask, label=prefix, quiet=True)
-            _write(out_dir / f"{image_path.stem}.png", result.pngs[0], quiet=True)
-            print(f"{prefix}: done{' (cache hit)' if result.cached else ''}", file=sys.stderr)
+            _write(out_dir / f"{name}.png", result.pngs[0], quiet=True)
+            print(f"{prefix}: done -> {name}.png{' (cache hit)' if result.cached else ''}", file=sys.stderr)
         except StudioError as error:
             failures += 1
             print(f"{prefix}: {error}", file=sys.stderr)
@@ -180,30 +177,14 @@ def _batch(args) -> int:
 
 def _outpaint(args) -> int:
     from core.images import load_image
-    from core.requests import OutpaintRequest
 
-    sides = {name: getattr(args, name) for name in ("left", "top", "right", "bottom") if getattr(args, name)}
-    if args.aspect is None and not sides:
+    if args.aspect is None and not any(getattr(args, name) for name in ("left", "top", "right", "bottom")):
         raise UsageError("give --left/--right/--top/--bottom PX, or --aspect W:H")
     if args.anchor != "center" and args.aspect is None:
         raise UsageError("--anchor goes with --aspect")
     studio = _studio()
     image = load_image(_read(args.image, "image"), studio.image_limits)
-    optional = {"strength": args.strength} if args.strength is not None else {}
-    request = OutpaintRequest(
-        model=args.model,
-        image=image,
-        prompt=args.prompt,
-        negative_prompt=args.negative,
-        num_inference_steps=args.steps,
-        guidance_scale=args.guidance,
-        seed=args.seed,
-        scheduler=args.scheduler,
-        aspect=args.aspect,
-        anchor=args.anchor,
-        **sides,
-        **optional,
-    )
+    request = OutpaintRequest(**_request_values(args, OutpaintRequest), image=image)
     result = _run(studio, request, label=Path(args.image).name)
     _write(Path(args.output), result.pngs[0])
     return EXIT_OK
@@ -263,24 +244,7 @@ def _studio():
 
 
 def _run_inpaint(studio, args, image, mask, *, label: str, quiet: bool = False):
-    request = InpaintRequest(
-        model=args.model,
-        image=image,
-        mask=mask,
-        prompt=args.prompt,
-        negative_prompt=args.negative,
-        num_inference_steps=args.steps,
-        guidance_scale=args.guidance,
-        strength=args.strength,
-        seed=args.seed,
-        scheduler=args.scheduler,
-        decoder=args.decoder,
-        mask_blur=args.mask_blur,
-        mask_grow=args.mask_grow,
-        invert_mask=args.invert_mask,
-        padding=args.padding,
-        whole_image=args.whole_image,
-    )
+    request = InpaintRequest(**_request_values(args, InpaintRequest), image=image, mask=mask)
     return _run(studio, request, label=label, quiet=quiet)
 
 
@@ -356,31 +320,34 @@ class _ProgressBar:
         self.bar.update(step - self.bar.n)
 
 
-def _positive_args(parser: argparse.ArgumentParser) -> None:
+def _request_args(parser: argparse.ArgumentParser, request_type: type, *, skip: tuple[str, ...] = ()) -> None:
+    """One flag per request field, from the schema (`core.requests`): its type, choices, default and meaning.
+    The request checks the values; argparse only converts them."""
     parser.add_argument(
         "--model", required=True, help="catalogue id (python -m core models) or a local diffusers folder"
     )
-    parser.add_argument("--negative", default="", help="negative prompt")
-    parser.add_argument("--steps", type=int, help="number of inference steps (default: the model's)")
-    parser.add_argument("--guidance", type=float, help="guidance scale (default: the model's)")
-    parser.add_argument("--seed", type=int, help="0..4294967295 (default: random, printed)")
-    parser.add_argument("--scheduler", choices=SCHEDULERS, help="sampler (default: the model's)")
-    parser.add_argument(
-        "--decoder", choices=DECODERS, help="fast: the tiny autoencoder; full: the model's VAE (default: fast on a CPU)"
-    )
+    for name, info in fields(request_type).items():
+        if name in ("model", "image", "mask", *skip):
+            continue
+        flag = next((item.flag for item in annotations_of(info) if isinstance(item, Cli)), "--" + name.replace("_", "-"))
+        kinds = leaf_types(info.annotation)
+        text = (info.description or "").rstrip(".")
+        if bool in kinds:
+            parser.add_argument(flag, dest=name, action="store_true", help=text)
+            continue
+        choices = [kind for kind in kinds if isinstance(kind, str)] or None
+        convert = None if choices else int if int in kinds else float if float in kinds else str
+        shown = f" (default: {info.default})" if info.default not in (None, "") else ""
+        metavar = None if choices else flag.lstrip("-").upper().replace("-", "_")
+        parser.add_argument(
+            flag, dest=name, type=convert, choices=choices, default=info.default, metavar=metavar, help=text + shown
+        )
 
 
-def _inpaint_args(parser: argparse.ArgumentParser) -> None:
-    _positive_args(parser)
-    parser.add_argument("--prompt", default="", help="what to paint in the masked area (diffusion models)")
-    parser.add_argument("--strength", type=float, default=1.0, help="how much to change the masked area, (0, 1]")
-    parser.add_argument("--mask-blur", type=int, default=4, help="feather of the final composite, px")
-    parser.add_argument("--mask-grow", type=int, default=0, help="grow (or shrink, negative) the mask, px")
-    parser.add_argument("--invert-mask", action="store_true", help="repaint what is NOT masked")
-    parser.add_argument("--padding", type=int, default=32, help="context around the mask, px")
-    parser.add_argument(
-        "--whole-image", action="store_true", help="process the whole image, not a crop around the mask"
-    )
+def _request_values(args: argparse.Namespace, request_type: type) -> dict[str, Any]:
+    """The request fields given on the command line (every field `_request_args` made a flag for)."""
+    values = vars(args)
+    return {name: values[name] for name in fields(request_type) if name in values and name not in ("image", "mask")}
 
 
 def _worker(args) -> int:
@@ -451,17 +418,14 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument(
         "-o", "--output", required=True, help="output PNG (OUT-1.png … with --num-images > 1), or folder with --prompts"
     )
-    _positive_args(sub)
-    sub.add_argument("--width", type=int)
-    sub.add_argument("--height", type=int)
-    sub.add_argument("--num-images", type=int, default=1)
+    _request_args(sub, GenerateRequest, skip=("prompt",))
     sub.set_defaults(command=_generate)
 
     sub = commands.add_parser("inpaint", help="repaint the masked area of an image")
     sub.add_argument("image")
     sub.add_argument("mask", help="white (or painted on transparent) = repaint")
     sub.add_argument("-o", "--output", required=True)
-    _inpaint_args(sub)
+    _request_args(sub, InpaintRequest)
     sub.set_defaults(command=_inpaint)
 
     sub = commands.add_parser("batch", help="inpaint every image in a folder")
@@ -470,21 +434,13 @@ def _parser() -> argparse.ArgumentParser:
     masks.add_argument("--masks", help="folder of masks matched to images by file name (stem)")
     masks.add_argument("--mask", help="one mask for every image")
     sub.add_argument("-o", "--output", required=True, help="output folder")
-    _inpaint_args(sub)
+    _request_args(sub, InpaintRequest)
     sub.set_defaults(command=_batch)
 
     sub = commands.add_parser("outpaint", help="extend the canvas on any side, or to an aspect ratio")
     sub.add_argument("image")
     sub.add_argument("-o", "--output", required=True)
-    for side in ("left", "top", "right", "bottom"):
-        sub.add_argument(f"--{side}", type=int, default=0, metavar="PX", help=f"pixels to add on the {side}")
-    sub.add_argument("--aspect", metavar="W:H", help="grow to this aspect ratio instead (e.g. 16:9)")
-    sub.add_argument(
-        "--anchor", default="center", help="with --aspect: where the photo sits (center, left, top-right, …)"
-    )
-    _positive_args(sub)
-    sub.add_argument("--prompt", default="", help="what the new area shows (diffusion models)")
-    sub.add_argument("--strength", type=float, help="(0, 1]; below 1 keeps the pre-fill's colours (default 0.9)")
+    _request_args(sub, OutpaintRequest)
     sub.set_defaults(command=_outpaint)
 
     sub = commands.add_parser("segment", help="a mask of the object under clicked points and/or in a box")

@@ -13,7 +13,7 @@ log = logging.getLogger(__name__)
 
 def download_model(spec: ModelSpec) -> str:
     """Download what `spec` needs and say what happened, in one line."""
-    if spec.engine in ("opencv", "hosted"):
+    if not spec.kind.has_weights:
         return "nothing to download"
     if spec.path:
         return "uses local files; nothing to download"

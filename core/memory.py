@@ -28,9 +28,6 @@ GIB = 1024 * MIB
 LIMIT_ENV = "STUDIO_MEMORY_LIMIT_MB"
 _UNLIMITED = 1 << 60  # cgroup v1 writes "no limit" as a number near 2**63
 _WEIGHT_SUFFIXES = (".safetensors", ".onnx")
-# Working memory of one run on top of the weights (activations, the decoded image, Python and the
-# libraries), by engine. SD-Turbo at 512 px: 5.2 GB of fp32 weights, 6.3 GB peak RSS (bench/).
-_WORKING_BYTES = {"diffusers": GIB, "lama": 512 * MIB}
 
 
 @dataclass(frozen=True)
@@ -107,15 +104,16 @@ def _limits(root: Path, path: str, name: str) -> Iterable[int]:
         folder = folder.parent
 
 
-def estimated_need(engine: str, weight_files: Iterable[Path]) -> int:
-    """Peak memory of one run of a model whose weights are these files."""
+def estimated_need(working_bytes: int, weight_files: Iterable[Path]) -> int:
+    """Peak memory of one run of a model whose weights are these files, plus the working memory its
+    engine kind declares (activations, the decoded image, Python and the libraries)."""
     weights = 0
     for path in weight_files:
         try:
             weights += path.stat().st_size  # follows the Hub cache's symlinks to the blobs
         except OSError:
             continue
-    return int(weights * 1.1) + _WORKING_BYTES.get(engine, 0)
+    return int(weights * 1.1) + working_bytes
 
 
 def weight_files(folder: Path, *, variant: str | None = None) -> list[Path]:

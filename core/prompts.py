@@ -18,9 +18,12 @@ def estimate_tokens(text: str) -> int:
     return count
 
 
-def prompt_warnings(prompt: str, negative_prompt: str) -> tuple[str, ...]:
-    """What to tell people about a diffusion request's prompts (CLIP-encoded models)."""
-    found = (truncation_warning(prompt), truncation_warning(negative_prompt, what="negative prompt"))
+def prompt_warnings(prompt: str, negative_prompt: str, *, limit: int = CLIP_MAX_TOKENS) -> tuple[str, ...]:
+    """What to tell people about a request's prompts, for an engine whose text encoder reads `limit` tokens."""
+    found = (
+        truncation_warning(prompt, limit=limit),
+        truncation_warning(negative_prompt, what="negative prompt", limit=limit),
+    )
     return tuple(warning for warning in found if warning)
 
 

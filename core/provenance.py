@@ -15,7 +15,7 @@ import json
 import os
 import struct
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any, BinaryIO
 
 import cv2
@@ -178,58 +178,24 @@ def _itxt_chunk(keyword: str, text: str) -> bytes:
 def _parameters_from(stream: BinaryIO) -> dict:
     if stream.read(len(PNG_SIGNATURE)) != PNG_SIGNATURE:
         raise BadImageError("this file is not a PNG, so it carries no Canvas Studio parameters")
-    for text in _our_chunks(stream):
-        try:
-            record = json.loads(text)
-        except ValueError:
-            raise BadImageError("this PNG's Canvas Studio parameters are damaged") from None
-        if isinstance(record, dict) and record.get("app") == APP:
-            return record
-        raise BadImageError("this PNG's Canvas Studio parameters are damaged")
-    raise BadImageError("this PNG carries no Canvas Studio parameters")
-
-
-def _our_chunks(stream: BinaryIO) -> Iterator[str]:
-    """The text of each "canvas-studio" iTXt chunk; other chunks are skipped, not read."""
-    keyword = APP.encode("latin-1") + b"\0"
-    while True:
-        header = stream.read(8)
-        if len(header) < 8:
-            return  # truncated: whatever we did not find is not there
-        length, kind = struct.unpack(">I4s", header)
-        if kind == b"IEND":
-            return
-        if kind != b"iTXt":
-            stream.seek(length + 4, io.SEEK_CUR)
-            continue
-        start = stream.read(min(length, len(keyword)))
-        if start != keyword:
-            stream.seek(length - len(start) + 4, io.SEEK_CUR)
-            continue
-        if length > MAX_PARAMETERS_BYTES:
-            raise BadImageError("this PNG's Canvas Studio parameters are too large to be genuine")
-        data = start + stream.read(length - len(start))
-        crc = stream.read(4)
-        if len(data) < length or len(crc) < 4 or struct.unpack(">I", crc)[0] != zlib.crc32(b"iTXt" + data):
-            raise BadImageError("this PNG's Canvas Studio parameters are damaged")
-        yield _itxt_text(data[len(keyword) :])
-
-
-def _itxt_text(body: bytes) -> str:
-    """iTXt after the keyword: compression flag and method, language, translated keyword, text."""
+    stream.seek(0)
     try:
-        compressed, method = body[0], body[1]
-        _language, _translated, text = body[2:].split(b"\0", 2)
-        if compressed:
-            if method != 0:
-                raise ValueError("unknown compression")
-            inflater = zlib.decompressobj()
-            text = inflater.decompress(text, MAX_PARAMETERS_BYTES)
-            if inflater.unconsumed_tail:
-                raise ValueError("too large")
-        return text.decode("utf-8")
-    except (IndexError, ValueError, zlib.error):
+        # Pillow reads the chunks before the image data (ours are there), checking each CRC; no pixel is decoded.
+        with Image.open(stream, formats=("PNG",)) as image:
+            text = image.info.get(APP)
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error, Image.DecompressionBombError):
         raise BadImageError("this PNG's Canvas Studio parameters are damaged") from None
+    if text is None:
+        raise BadImageError("this PNG carries no Canvas Studio parameters")
+    if len(text) > MAX_PARAMETERS_BYTES:
+        raise BadImageError("this PNG's Canvas Studio parameters are too large to be genuine")
+    try:
+        record = json.loads(text)
+    except ValueError:
+        raise BadImageError("this PNG's Canvas Studio parameters are damaged") from None
+    if not (isinstance(record, dict) and record.get("app") == APP):
+        raise BadImageError("this PNG's Canvas Studio parameters are damaged")
+    return record
 
 
 __all__ = ["encode_png", "parameters_text", "read_parameters"]

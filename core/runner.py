@@ -13,7 +13,7 @@ import io
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property, partial
 from typing import Any
@@ -160,40 +160,36 @@ class Studio:
         request.validate(spec)
         request = request.with_defaults(spec)
         request.validate(spec)  # defaults from a user catalogue are checked like user input
+        kind = spec.kind  # what the engine reads and how it counts progress (core/engines/__init__.py)
         if isinstance(request, InpaintRequest):
             image_digests = {"image": image_digest(request.image), "mask": image_digest(request.mask)}
             width, height = request.image.size
             side = spec.working_resolution
             work_pixels = side * side if side and not request.whole_image else width * height
-            total_steps = max(1, int(request.num_inference_steps * request.strength))
+            total_steps = kind.total_steps(request.num_inference_steps, request.strength, 1)
         elif isinstance(request, OutpaintRequest):
             image_digests = {"image": image_digest(request.image)}
             _check_extended_size(request.sides().new_size(request.image.size), self.image_limits)
             side = outpaint_resolution(spec)
             tiles = outpaint.tile_count(request.image.size, request.sides(), side)
             work_pixels = side * side
-            total_steps = tiles * max(1, int(request.num_inference_steps * request.strength))
+            total_steps = tiles * kind.total_steps(request.num_inference_steps, request.strength, 1)
         else:
             image_digests = {}
             work_pixels = request.width * request.height * request.num_images
-            total_steps = request.num_inference_steps
-        if spec.engine in ("opencv", "lama"):
-            total_steps = tiles if isinstance(request, OutpaintRequest) else 1
-        elif spec.engine == "hosted":
-            total_steps = request.num_images if isinstance(request, GenerateRequest) else 1
+            total_steps = kind.total_steps(request.num_inference_steps, 1.0, request.num_images)
         version = engine_version(spec)
-        key = request_key(
-            request.parameters(), model_source=spec.source, engine_version=version, image_digests=image_digests
-        )
+        # The key and the PNGs hold exactly what the output depends on: the fields this engine reads.
+        read = request.parameters_read_by(spec)
+        key = request_key(read, model_source=spec.source, engine_version=version, image_digests=image_digests)
         parameters = {
-            **request.parameters(),
+            **read,
             "model_name": spec.name,
             "model_source": spec.source,
             "engine": version,
             **{f"{name}_digest": digest for name, digest in image_digests.items()},
         }
-        warnings = prompt_warnings(request.prompt, request.negative_prompt) if spec.engine == "diffusers" else ()
-        return Prepared(request, spec, key, parameters, total_steps, work_pixels, warnings)
+        return Prepared(request, spec, key, parameters, total_steps, work_pixels, prompt_warnings_for(spec, parameters))
 
     def cached(self, prepared: Prepared) -> Result | None:
         if self.store is None:
@@ -286,7 +282,8 @@ class Studio:
 
     def _prefill(self, request: OutpaintRequest) -> outpaint.Remover:
         """LaMa when it is downloaded and can stay resident beside the diffusion model, else OpenCV."""
-        lama = next((spec for spec in self.catalogue.for_task("inpaint") if spec.engine == "lama"), None)
+        removers = [spec for spec in self.catalogue.for_task("inpaint") if not spec.generative and spec.kind.has_weights]
+        lama = max(removers, key=lambda spec: spec.kind.remover_rank, default=None)  # the best learned remover
         if lama is None or self.pool.max_resident < 2 or not lama.availability().ready:
             return outpaint.opencv_prefill
         try:
@@ -380,6 +377,15 @@ def _inpaint(engine, prepared: Prepared, report: Reporter) -> tuple[tuple[Box, I
     restored = fit.restore(generated.images[0])
     # 4. Only masked pixels change.
     return (box, region.blend_region(request.image, restored, feathered, box)), _flags(generated)
+
+
+def prompt_warnings_for(spec: ModelSpec, parameters: Mapping[str, Any]) -> tuple[str, ...]:
+    """What to tell people about a run's prompts (from its parameters, so a stored result says it too):
+    only for engines that read a prompt through a text encoder with a declared limit."""
+    kind, task = spec.kind, parameters.get("task", "")
+    if kind.prompt_limit is None or not kind.reads(task, "prompt"):
+        return ()
+    return prompt_warnings(parameters.get("prompt", ""), parameters.get("negative_prompt", ""), limit=kind.prompt_limit)
 
 
 def _edited(image: Image.Image, pixels: Image.Image, box: Box) -> tuple[Image.Image, ...]:

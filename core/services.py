@@ -1,7 +1,8 @@
 """The process-wide services: one Studio (catalogue, model pool, result store) and one job queue.
 
-Pages reach them through `core/ui/state.py` (`st.cache_resource`), the REST API and the CLI directly;
-all get the same objects, so every entry point shares one queue, one pool and one cache. The queue's
+Pages reach them through `core/ui/state.py` (`st.cache_resource`) and the REST API directly: both get
+the same objects, so they share one queue, one pool and one cache (the CLI's generate/inpaint run a
+`Studio` of their own, without the queue, over the same result store on disk). The queue's
 store is the one `STUDIO_QUEUE_URL` names (SQLite in `STUDIO_CACHE_DIR` when unset), shared with
 every other process using the same store.
 """

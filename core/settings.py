@@ -1,4 +1,9 @@
-"""Operator settings, read once from the environment (documented in the README)."""
+"""Operator settings: the `STUDIO_*` environment, read and checked once (pydantic-settings).
+
+Each setting is one field below (its variable is `STUDIO_` + the field name in capitals, its bounds
+and default are written here and nowhere else; the README lists them). A bad value stops start-up
+with one line naming the variable: `SettingsError`.
+"""
 
 from __future__ import annotations
 
@@ -6,31 +11,22 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Any
 
 import platformdirs
+from annotated_types import Ge, Gt
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from core.errors import StudioError
+
+ENV_PREFIX = "STUDIO_"
 
 
-def _int(environ: Mapping[str, str], name: str, default: int) -> int:
-    raw = environ.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be a whole number, got {raw!r}") from None
+class SettingsError(StudioError):
+    """A `STUDIO_*` variable that cannot be used: the one line names it and says what it takes."""
 
-
-def _float(environ: Mapping[str, str], name: str, default: float) -> float:
-    raw = environ.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be a number, got {raw!r}") from None
-    if not value > 0:
-        raise ValueError(f"{name} must be positive, got {raw!r}")
-    return value
+    code = "misconfigured"
 
 
 @dataclass(frozen=True)
@@ -43,42 +39,82 @@ class ImageLimits:
     max_aspect: float = 10.0
 
 
-@dataclass(frozen=True)
-class Settings:
-    cache_dir: Path
-    cache_max_bytes: int
-    models_file: Path | None
-    max_resident_models: int
-    image_limits: ImageLimits
-    max_queue: int
-    max_jobs_per_session: int
-    abandon_after_s: float  # a page's job nobody has watched for this long is cancelled (closed tab)
-    max_body_bytes: int
-    device: str | None  # None = auto (cuda > mps > cpu)
-    queue_url: str | None = None  # None = the SQLite job store in cache_dir; redis://host:port/db for several machines
-    workers: int = 1  # in-process workers of the app; 0 = a pure front-end
-    lease_s: float = 30.0  # a running job whose worker stopped renewing for this long is retried elsewhere
+Positive = Annotated[int, Ge(1)]
+NotNegative = Annotated[int, Ge(0)]
+PositiveSeconds = Annotated[float, Gt(0)]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore", validate_default=True)
+
+    cache_dir: Path = Field(
+        default_factory=lambda: Path(platformdirs.user_cache_dir("canvas-studio")),
+        description="where results (and the queue's state) are kept",
+    )
+    cache_max_mb: NotNegative = Field(2048, description="the result store's size bound")
+    models_file: Path | None = Field(None, description="an extra catalogue TOML merged over the built-in one")
+    max_resident_models: Positive = Field(1, description="models kept loaded at once")
+    max_image_pixels: Positive = Field(ImageLimits.max_pixels, description="largest input image, in pixels")
+    max_image_side: Positive = Field(ImageLimits.max_side, description="longest input image side, in pixels")
+    max_queue: Positive = Field(32, description="unfinished jobs in the queue")
+    max_jobs_per_session: Positive = Field(4, description="unfinished jobs per browser tab or API client")
+    abandon_after_s: Positive = Field(60, description="a page's job nobody has watched for this long is cancelled")
+    max_body_mb: NotNegative = Field(50, description="largest API request body")
+    device: str | None = Field(None, description="cuda, mps or cpu; unset: the best available")
+    queue_url: str | None = Field(
+        None, description="redis://host:port/db for several machines; unset: SQLite in cache_dir"
+    )
+    workers: NotNegative = Field(1, description="in-process workers of the app; 0 = a pure front-end")
+    lease_s: PositiveSeconds = Field(
+        30.0, description="a running job whose worker stopped renewing is retried after this"
+    )
+
+    @field_validator("cache_dir", "models_file")
+    @classmethod
+    def _home_expanded(cls, path: Path | None) -> Path | None:
+        return None if path is None else path.expanduser()
+
+    @property
+    def cache_max_bytes(self) -> int:
+        return self.cache_max_mb * 1024 * 1024
+
+    @property
+    def max_body_bytes(self) -> int:
+        return self.max_body_mb * 1024 * 1024
+
+    @property
+    def image_limits(self) -> ImageLimits:
+        return ImageLimits(max_pixels=self.max_image_pixels, max_side=self.max_image_side)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """The settings from `environ` (default: the process environment); blank variables mean the default."""
         env = os.environ if environ is None else environ
-        cache_dir = env.get("STUDIO_CACHE_DIR") or platformdirs.user_cache_dir("canvas-studio")
-        models_file = env.get("STUDIO_MODELS_FILE") or None
-        return cls(
-            cache_dir=Path(cache_dir).expanduser(),
-            cache_max_bytes=_int(env, "STUDIO_CACHE_MAX_MB", 2048) * 1024 * 1024,
-            models_file=Path(models_file).expanduser() if models_file else None,
-            max_resident_models=max(1, _int(env, "STUDIO_MAX_RESIDENT_MODELS", 1)),
-            image_limits=ImageLimits(
-                max_pixels=_int(env, "STUDIO_MAX_IMAGE_PIXELS", ImageLimits.max_pixels),
-                max_side=_int(env, "STUDIO_MAX_IMAGE_SIDE", ImageLimits.max_side),
-            ),
-            max_queue=max(1, _int(env, "STUDIO_MAX_QUEUE", 32)),
-            max_jobs_per_session=max(1, _int(env, "STUDIO_MAX_JOBS_PER_SESSION", 4)),
-            abandon_after_s=float(max(1, _int(env, "STUDIO_ABANDON_AFTER_S", 60))),
-            max_body_bytes=_int(env, "STUDIO_MAX_BODY_MB", 50) * 1024 * 1024,
-            device=env.get("STUDIO_DEVICE") or None,
-            queue_url=env.get("STUDIO_QUEUE_URL") or None,
-            workers=max(0, _int(env, "STUDIO_WORKERS", 1)),
-            lease_s=_float(env, "STUDIO_LEASE_S", 30.0),
-        )
+        values: dict[str, Any] = {}
+        for name in cls.model_fields:
+            raw = env.get(ENV_PREFIX + name.upper())
+            if raw is not None and raw.strip():
+                values[name] = raw.strip()
+        try:
+            return cls.model_validate(values)  # not cls(**values): that would read os.environ again
+        except ValidationError as error:
+            raise SettingsError(_one_line(error, values)) from None
+
+
+def _one_line(error: ValidationError, values: Mapping[str, Any]) -> str:
+    detail = error.errors()[0]
+    name = str(detail["loc"][0]) if detail.get("loc") else ""
+    field = Settings.model_fields.get(name)
+    variable = ENV_PREFIX + name.upper()
+    metadata = getattr(field, "metadata", ())
+    minimum = next((item.ge for item in metadata if hasattr(item, "ge")), None)
+    if field is not None and field.annotation is int:
+        wanted = "a whole number" + (f" of at least {minimum}" if minimum else "")
+    elif field is not None and field.annotation is float:
+        wanted = "a positive number" if any(hasattr(item, "gt") for item in metadata) else "a number"
+    else:
+        wanted = detail.get("msg", "a valid value").lower()
+    return f"{variable} must be {wanted} ({field.description if field else 'see the README'}), got {values.get(name)!r}"
+
+
+__all__ = ["ENV_PREFIX", "ImageLimits", "Settings", "SettingsError"]

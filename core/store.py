@@ -18,18 +18,14 @@ import re
 import secrets
 import shutil
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-try:  # POSIX: one lock shared by every process using the store
-    import fcntl
-except ImportError:  # Windows: the lock only covers this process's threads
-    fcntl = None
+from filelock import FileLock
 
 from core.keys import KEY_LENGTH, canonical_json, digest_bytes
 
@@ -47,7 +43,6 @@ _LOCK_FILE = ".lock"
 _USAGE_FILE = ".usage"
 _RESCAN_EVERY = 256  # puts between exact size rescans, bounding any drift of the running total
 _DERIVED_PATTERN = re.compile(r"[a-z][a-z0-9-]*\.(webp|png|jpg)")  # never a name the entry's own files use
-_process_lock = threading.Lock()  # the whole lock where fcntl is missing
 
 
 def _check_key(key: Any) -> str:
@@ -364,18 +359,10 @@ class ResultStore:
     def _scan_total(self) -> int:
         return sum(usage.size for usage in self._scan())
 
-    @contextmanager
-    def _lock(self) -> Iterator[None]:
-        if fcntl is None:
-            with _process_lock:
-                yield
-            return
-        descriptor = os.open(self.root / _LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX)  # per open file: also excludes other threads
-            yield
-        finally:
-            os.close(descriptor)
+    def _lock(self) -> FileLock:
+        """The store's one lock, shared by every thread and process using the store: filelock's
+        per-thread handles make it exclude threads of this process as well as other processes."""
+        return FileLock(self.root / _LOCK_FILE)
 
     def _read_usage(self) -> tuple[int, int] | None:
         """The running total (bytes, puts since the last exact scan); None if unknown."""

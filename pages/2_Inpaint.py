@@ -14,7 +14,7 @@ from pathlib import PurePath
 import streamlit as st
 
 from core.jobs import JobState
-from core.requests import InpaintRequest, random_seed
+from core.requests import InpaintRequest, default, random_seed
 from core.ui import state
 from core.ui.compare import before_after
 from core.ui.downloads import png_download
@@ -206,7 +206,7 @@ else:
                 "Padding (px)",
                 0,
                 256,
-                32,
+                default(InpaintRequest, "padding"),
                 step=8,
                 key="inpaint.padding",
                 help="Context around the mask the model sees.",
@@ -331,7 +331,8 @@ else:
                 )
             parameters = result.parameters
             generative = spec is not None and spec.generative and spec.id == parameters.get("model")
-            seed = f"seed {result.seed} · " if parameters.get("engine", "").startswith("diffusers") else ""
+            reads_seed = studio.catalogue.get(parameters["model"]).kind.reads("inpaint", "seed")
+            seed = f"seed {result.seed} · " if reads_seed else ""
             st.caption(
                 f"{seed}model `{parameters.get('model')}` · {file_name}"
                 + (" · from the cache" if result.cached else "")

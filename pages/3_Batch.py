@@ -16,7 +16,7 @@ from core.batch import (
     results_zip,
     split_images_and_masks,
 )
-from core.requests import InpaintRequest
+from core.requests import InpaintRequest, default
 from core.ui import state
 from core.ui.downloads import zip_download
 from core.ui.errors import shown_errors
@@ -144,10 +144,10 @@ with images_tab:
             with st.expander("Settings"):
                 sampling = sampling_controls(spec, key="batch", strength=True)
         with st.expander("Mask options"):
-            mask_blur = st.slider("Feather", 0, 64, 4, key="batch.blur", persist_state="session")
-            mask_grow = st.slider("Grow / shrink", -64, 64, 0, key="batch.grow", persist_state="session")
+            mask_blur = st.slider("Feather", 0, 64, default(InpaintRequest, "mask_blur"), key="batch.blur", persist_state="session")
+            mask_grow = st.slider("Grow / shrink", -64, 64, default(InpaintRequest, "mask_grow"), key="batch.grow", persist_state="session")
             invert_mask = st.checkbox("Invert", key="batch.invert", persist_state="session")
-            padding = st.slider("Padding", 0, 256, 32, step=8, key="batch.padding", persist_state="session")
+            padding = st.slider("Padding", 0, 256, default(InpaintRequest, "padding"), step=8, key="batch.padding", persist_state="session")
 
         run: BatchRun | None = st.session_state.get(RUN)
         queue, session = state.queue(), state.session_id()

@@ -6,6 +6,7 @@ that read the environment each test sets.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import json
@@ -25,6 +26,7 @@ from starlette.testclient import TestClient
 
 from core import services
 from core.api import API_PREFIX, api_routes, create_api
+from core.jobs import JobQueue
 from core.provenance import read_parameters
 from core.requests import image_parameters, image_seed
 from tests.api_helpers import PATIENCE_S, wait_for_a_step, wait_for_status
@@ -506,6 +508,44 @@ def test_a_full_queue_answers_429_with_retry_after(tiny_catalogue, make_client, 
     for job_id in (queued.json()["id"], running["id"]):
         client.delete(f"{API_PREFIX}/jobs/{job_id}")
     assert wait_for_status(client, running["id"], {"cancelled", "done"})["status"] == "cancelled"
+
+
+def _on_the_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def test_bodies_are_parsed_and_the_queue_locked_off_the_event_loop(tiny_catalogue, make_client, monkeypatch, coffee):
+    """The API shares Streamlit's event loop with every page's websocket: parsing a large body and taking the
+    queue's lock (its worker holds it at times) happen in worker threads, never on the loop."""
+    seen: list[tuple[str, bool]] = []
+    loads, jobs = json.loads, JobQueue.jobs
+
+    def recording_loads(text, *args, **kwargs):
+        if len(text) > 100_000:
+            seen.append(("json.loads", _on_the_event_loop()))
+        return loads(text, *args, **kwargs)
+
+    def recording_jobs(queue, *args, **kwargs):
+        seen.append(("queue.jobs", _on_the_event_loop()))
+        return jobs(queue, *args, **kwargs)
+
+    monkeypatch.setattr(json, "loads", recording_loads)
+    monkeypatch.setattr(JobQueue, "jobs", recording_jobs)
+    monkeypatch.setenv("STUDIO_MAX_JOBS_PER_SESSION", "1")
+    client = make_client()
+    noise = Image.fromarray(np.random.default_rng(0).integers(0, 255, (300, 400, 3), dtype=np.uint8))
+    body = {"model": "opencv-telea", "image": encoded(noise), "mask": encoded(box_mask(noise.size, (10, 10, 60, 60)))}
+    assert client.post(f"{API_PREFIX}/inpaint", json=body).status_code == 200
+    running = client.post(f"{API_PREFIX}/jobs", json={"task": "generate", **LONG_JOB, "seed": 30}).json()
+    refused = client.post(f"{API_PREFIX}/jobs", json={"task": "generate", **LONG_JOB, "seed": 31})
+    assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
+    client.delete(f"{API_PREFIX}/jobs/{running['id']}")
+    assert {what for what, _ in seen} == {"json.loads", "queue.jobs"}
+    assert [what for what, on_loop in seen if on_loop] == []
 
 
 def test_one_client_cannot_take_more_than_its_share(tiny_catalogue, make_client, monkeypatch):

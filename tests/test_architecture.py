@@ -48,3 +48,40 @@ def test_requirements_take_torch_from_the_cpu_wheel_index_and_pin_every_package(
     assert "torch==2.13.0" in packages
     assert all(re.fullmatch(r"[A-Za-z0-9_.-]+==[0-9][0-9A-Za-z.+-]*", line) for line in packages), packages
     assert not [line for line in packages if line.lower().startswith(("nvidia", "triton"))]
+
+
+ENGINE_NAMES = "opencv|diffusers|lama|hosted"
+ENGINE_KIND_COMPARISONS = re.compile(
+    rf"""\.engine\s*(==|!=|\bin\b|\bnot in\b)"""  # spec.engine == ..., spec.engine in (...)
+    rf"""|(==|!=|\bin\b)\s*[\(\[{{]?\s*["']({ENGINE_NAMES})["']"""  # ... == "diffusers", ... in ("opencv", ...)
+    rf"""|["']({ENGINE_NAMES})-?["']\s*(==|!=|\bin\b)"""  # "hosted" == ...
+    rf"""|startswith\(\s*["']({ENGINE_NAMES})"""  # parameters["engine"].startswith("diffusers")
+)
+
+
+def test_engine_kinds_are_compared_only_in_the_registry():
+    """What an engine can do and reads is declared once, in the registry (core/engines/__init__.py); everything
+    outside core/engines/ asks the declaration (`spec.kind`) instead of comparing engine names."""
+    engines = ROOT / "core" / "engines"
+    sources = [*(ROOT / "core").rglob("*.py"), *(ROOT / "pages").glob("*.py"), ROOT / "Home.py"]
+    offenders = [
+        f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
+        for path in sources
+        if engines not in path.parents
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if ENGINE_KIND_COMPARISONS.search(line)
+    ]
+    assert offenders == []
+
+
+def test_the_engine_kind_check_catches_what_it_is_for():
+    caught = [
+        'if spec.engine == "diffusers":',
+        'if spec.engine in ("opencv", "lama"):',
+        "if self.engine != 'hosted':",
+        'clip = parameters.get("engine", "").startswith("diffusers-")',
+        'if kind == "lama":',
+    ]
+    allowed = ['engine="diffusers",', 'name = "opencv-telea"', "if spec.kind.generative:"]
+    assert all(ENGINE_KIND_COMPARISONS.search(line) for line in caught)
+    assert not any(ENGINE_KIND_COMPARISONS.search(line) for line in allowed)

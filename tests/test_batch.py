@@ -30,6 +30,7 @@ from core.images import load_image
 from core.jobs import JobQueue, JobState, Worker
 from core.requests import InpaintRequest
 from core.runner import Studio
+from core.settings import ImageLimits
 
 
 def png(image: Image.Image) -> bytes:
@@ -218,6 +219,17 @@ def test_a_mask_of_another_aspect_fails_only_its_item(queue, coffee):
     drive(run, queue, in_flight=2)
     assert [name for name, _ in run.results()] == ["a"]
     assert "aspect ratio" in dict(run.problems())["b"]
+
+
+def test_batch_masks_are_held_to_the_operators_image_limits(queue, coffee):
+    small = coffee.resize((60, 40))
+    huge_mask = Image.new("L", (600, 400), 0)  # the image's aspect, ten times its side: 240 000 pixels
+    huge_mask.paste(255, (100, 100, 200, 200))
+    items = match_items([NamedFile("a.png", png(small))], shared_mask=NamedFile("m.png", png(huge_mask)))
+    run = BatchRun(items, InpaintRequest(model="opencv-telea"), limits=ImageLimits(max_pixels=100_000))
+    drive(run, queue, in_flight=1)
+    assert run.results() == []
+    assert dict(run.problems())["a"] == "unusable mask: image is 600x400 (0.2 MP); the limit is 0.1 MP"
 
 
 def test_cancelling_a_batch_stops_what_has_not_started_and_keeps_what_finished(queue, coffee):

@@ -114,9 +114,26 @@ def test_batch_matches_masks_by_name_and_reports_missing(tmp_path, astronaut, co
     completed = run_cli("batch", "--images", str(images), "--masks", str(masks_dir), "--model", "opencv-telea", "-o", str(out))
     assert completed.returncode == 2  # some images failed
     assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png"]
-    assert "c.jpg: no mask with the same name" in completed.stderr
+    assert "c.jpg: no mask named like c" in completed.stderr
     assert "2 of 4 images done" in completed.stderr
     assert "Traceback" not in completed.stderr
+
+
+def test_batch_images_with_one_stem_each_get_their_own_result(tmp_path, astronaut):
+    images, out = tmp_path / "images", tmp_path / "out"
+    images.mkdir()
+    small = astronaut.resize((128, 128))
+    small.save(images / "photo.jpg", quality=95)
+    small.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(images / "photo.png")
+    mask = Image.new("L", small.size, 0)
+    ImageDraw.Draw(mask).ellipse((40, 40, 80, 80), fill=255)
+    mask.save(tmp_path / "mask.png")
+    completed = run_cli("batch", "--images", str(images), "--mask", str(tmp_path / "mask.png"), "--model", "opencv-telea", "-o", str(out))
+    assert completed.returncode == 0, completed.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["photo (2).png", "photo.png"]
+    first, second = (np.asarray(Image.open(out / name)) for name in ("photo.png", "photo (2).png"))
+    assert not np.array_equal(first, second)  # two results, neither written over the other
+    assert "2 of 2 images done" in completed.stderr
 
 
 @pytest.mark.slow

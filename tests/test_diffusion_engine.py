@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 import time
 import weakref
 from pathlib import Path
@@ -345,6 +346,28 @@ def test_prompt_token_count_for_truncation_warnings(txt2img_engine):
     assert txt2img_engine.prompt_token_count("") == 2  # start and end markers
     assert txt2img_engine.prompt_token_count("the cat") < txt2img_engine.prompt_token_count("the cat and the dog")
     assert txt2img_engine.prompt_token_count("the cat " * 60) > 77
+
+
+def test_counting_prompt_tokens_never_touches_the_tokenizer_the_pipeline_runs_with(txt2img_engine, monkeypatch):
+    """Pages count tokens on their own threads while the queue's worker runs the pipeline: a tokenizer is
+    not thread-safe, so the count must use one the pipeline never uses."""
+    pipeline_tokenizer = txt2img_engine._txt2img.tokenizer
+    used = []
+    call = type(pipeline_tokenizer).__call__
+
+    def recording(self, *args, **kwargs):
+        used.append(self)
+        return call(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(pipeline_tokenizer), "__call__", recording)
+    counts = []
+    threads = [threading.Thread(target=lambda: counts.append(txt2img_engine.prompt_token_count("a cat"))) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(counts) == 4 and len(set(counts)) == 1 and used  # counted, with a tokenizer...
+    assert all(tokenizer is not pipeline_tokenizer for tokenizer in used)  # ...that is not the pipeline's
 
 
 # ---------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import io
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageOps
 
 from core import masks
 from core.errors import BadParameterError, CancelledError
@@ -88,7 +88,9 @@ def test_inpaint_contract(studio, photo_and_mask, model):
 @pytest.mark.parametrize("model", INPAINT_ENGINES)
 def test_inpaint_cancel_stops_early_and_caches_nothing(studio, photo_and_mask, model):
     photo, mask = photo_and_mask
+    photo = ImageOps.mirror(photo)  # not the contract run's input: engines that ignore the steps would hit its result
     prepared = studio.prepare(_inpaint_request(model, photo, mask, num_inference_steps=6))
+    assert studio.cached(prepared) is None
     steps = StepLog(cancel_at=0 if prepared.total_steps == 1 else 1)
     with pytest.raises(CancelledError):
         studio.run(prepared, steps)

@@ -45,9 +45,8 @@ def inpainter():
     ],
 )
 def test_bad_generate_parameters_are_refused(turbo, changes, shown):
-    request = GenerateRequest(**{"model": "sd-turbo", "prompt": "a cat", **changes})
-    with pytest.raises(BadParameterError) as raised:
-        request.validate(turbo)
+    with pytest.raises(BadParameterError) as raised:  # when built (bounds, types) or checked (the model's limits)
+        GenerateRequest(**{"model": "sd-turbo", "prompt": "a cat", **changes}).validate(turbo)
     assert shown in str(raised.value)
 
 
@@ -104,6 +103,5 @@ def test_engines_that_ignore_seeds_record_zero_so_repeats_share_a_cache_key():
     with_seed = _inpaint(model="opencv-ns", seed=5).with_defaults(opencv)
     without = _inpaint(model="opencv-ns").with_defaults(opencv)
     assert with_seed.seed == without.seed == 0
-    _inpaint(model="opencv-ns", seed=-1)  # still validated before normalising:
-    with pytest.raises(BadParameterError):
+    with pytest.raises(BadParameterError):  # still validated before normalising
         _inpaint(model="opencv-ns", seed=-1).validate(opencv)

@@ -93,6 +93,7 @@ def create_sdapi(*, sync_timeout_s: float | None = None, max_body_bytes: int | N
     options = _Options()
 
     api = FastAPI(title="Canvas Studio: AUTOMATIC1111 API", version=core.__version__, docs_url=None, redoc_url=None)
+    api.router.route_class = runs.ParsedOffTheLoopRoute
     api.add_middleware(BodyLimit, max_bytes=max_body_bytes, render=render_error)
     api.add_middleware(RequireKey, render=render_error, scheme="Basic")
     add_error_handlers(api, render_error)

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from fastapi import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from core import secrets
 from core.api.errors import Failure, Render, render_error
 
 API_KEY_ENV = "STUDIO_API_KEY"
@@ -60,6 +61,8 @@ class RequireKey:
 
     The key is read on every request (a rotated key applies at once) and compared in constant
     time; it is never logged or echoed. Refusals are rendered in the surface's own error shape.
+    While a secrets file that may hold the key is unreadable, every route but the open ones answers
+    503 (fail closed).
     """
 
     def __init__(
@@ -75,8 +78,14 @@ class RequireKey:
         self.scheme = scheme  # what WWW-Authenticate asks for
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        open_path = scope["type"] != "http" or self.is_open(_route_path(scope))
+        problem = secrets.unreadable()
+        if problem is not None and not open_path:
+            message = f"the API is off until the operator fixes this: {problem}"
+            await _send_error(send, self.render, Failure(503, "misconfigured", message))
+            return
         expected = os.environ.get(API_KEY_ENV, "").strip()
-        if scope["type"] != "http" or not expected or self.is_open(_route_path(scope)):
+        if open_path or not expected:
             await self.app(scope, receive, send)
             return
         header = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")

@@ -84,6 +84,7 @@ def create_openai_images(*, sync_timeout_s: float | None = None, max_body_bytes:
     links = _Links()
 
     api = FastAPI(title="Canvas Studio: OpenAI images API", version=core.__version__, docs_url=None, redoc_url=None)
+    api.router.route_class = runs.ParsedOffTheLoopRoute
     api.add_middleware(BodyLimit, max_bytes=max_body_bytes, render=render_error)
     # Result links work without the key, as OpenAI's do: the token is the permission.
     api.add_middleware(RequireKey, render=render_error, is_open=lambda path: path.startswith(RESULTS_PATH))

@@ -37,8 +37,7 @@ from core.api.schemas import (
 )
 from core.errors import StudioError
 from core.jobs import JobNotDoneError, JobQueue, JobStatus
-from core.prompts import prompt_warnings
-from core.runner import Result
+from core.runner import Result, prompt_warnings_for
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +71,7 @@ def create_api(*, sync_timeout_s: float | None = None, max_body_bytes: int | Non
         docs_url="/docs",
         redoc_url="/redoc",
     )
+    api.router.route_class = runs.ParsedOffTheLoopRoute
     api.openapi = functools.partial(_openapi_with_bearer, api)
     api.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     api.add_middleware(RequireKey)  # added last = outermost: no body is read for a client without the key
@@ -221,10 +221,7 @@ async def _run_and_wait(body: GenerateBody | InpaintBody | OutpaintBody, request
 def _result_body(result: Result, task: str) -> dict[str, Any]:
     encoded = [base64.b64encode(png).decode("ascii") for png in result.pngs]
     parameters = result.parameters
-    clip_encoded = str(parameters.get("engine", "")).startswith("diffusers-")
-    warnings = (
-        prompt_warnings(parameters.get("prompt", ""), parameters.get("negative_prompt", "")) if clip_encoded else ()
-    )
+    warnings = prompt_warnings_for(services.studio().catalogue.get(parameters["model"]), parameters)
     summary = {
         "seed": result.seed,
         "cached": result.cached,

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import math
 import os
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
 import anyio
+from fastapi import Request, Response
+from fastapi.routing import APIRoute
 
 from core import services
 from core.api.errors import JobOutcome, SyncTimeout
@@ -33,6 +36,27 @@ _WAIT_SLICE_S = 1.0  # a waiting request holds a thread at most this long at a t
 # Threads for waiting on jobs, apart from anyio's default pool (Streamlit serves its static files
 # from that one). Waiters beyond this many wait for a thread without blocking anything.
 _WAITERS = anyio.CapacityLimiter(64)
+
+
+class _ParsedOffTheLoop(Request):
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            body = await self.body()
+            self._json = await anyio.to_thread.run_sync(json.loads, body)
+        return self._json
+
+
+class ParsedOffTheLoopRoute(APIRoute):
+    """Every surface's routes: request bodies (up to STUDIO_MAX_BODY_MB) are parsed in a worker thread,
+    since the API shares its event loop with every page's websocket, which a 50 MB `json.loads` would stall."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def parsed_off_the_loop(request: Request) -> Response:
+            return await handler(_ParsedOffTheLoop(request.scope, request.receive))
+
+        return parsed_off_the_loop
 
 
 def sync_timeout_from_env() -> float:

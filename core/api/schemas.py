@@ -7,42 +7,34 @@ import binascii
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from core import images, masks, services
 from core.errors import BadImageError, BadMaskError, StudioError
 from core.jobs import JobState
-from core.requests import GenerateRequest, InpaintRequest, OutpaintRequest, SegmentRequest
+from core.requests import GenerateRequest, InpaintRequest, OutpaintRequest, SegmentRequest, fields
 
-# -- request bodies: field names are the core requests' names ------------------------------------
-
-
-def _core_default(request_type: type, name: str) -> Any:
-    return request_type.__dataclass_fields__[name].default
+# -- request bodies: derived from the core requests (`core.requests`), field for field -------------
 
 
-class _SamplingBody(BaseModel):
+class _Body(BaseModel):
     # strict: "5" is not a number and 2.5 is not a step count; unknown fields are typos, refused
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    model: str = Field(description="A model id from GET /models (never a path or a hub id).")
-    prompt: str = ""
-    negative_prompt: str = ""
-    num_inference_steps: int | None = Field(None, description="null: the model's default")
-    guidance_scale: float | None = Field(None, description="null: the model's default")
-    seed: int | None = Field(None, description="0..4294967295; null: a random seed, reported in the result")
-    scheduler: str | None = Field(None, description="null: the model's default")
-    decoder: str | None = Field(
-        None,
-        description='"fast" (tiny autoencoder) or "full" (the model\'s VAE); null: fast on a CPU when the model has one',
-    )
+
+def _request_fields(request_type: type, *, without: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The request's fields as pydantic `create_model` wants them: the same types, bounds, defaults, docs."""
+    return {name: (info.annotation, info) for name, info in fields(request_type).items() if name not in without}
 
 
-class GenerateBody(_SamplingBody):
-    width: int | None = Field(None, description="null: the model's working resolution")
-    height: int | None = Field(None, description="null: the model's working resolution")
-    num_images: int = _core_default(GenerateRequest, "num_images")
+_IMAGE = (str, Field(description="The image, base64 PNG/JPEG/WebP (a data: URL prefix is accepted)."))
+_MASK = (
+    str,
+    Field(description="The mask, base64 PNG/WebP, the image's size or aspect: white (or opaque) = repaint, black = keep."),
+)
 
+
+class _GenerateBase(_Body):
     model_config = ConfigDict(
         json_schema_extra={"examples": [{"model": "sd-turbo", "prompt": "a red fox in the snow", "seed": 42}]}
     )
@@ -51,18 +43,7 @@ class GenerateBody(_SamplingBody):
         return GenerateRequest(**self.model_dump(exclude={"task"}))
 
 
-class InpaintBody(_SamplingBody):
-    image: str = Field(description="The image, base64 PNG/JPEG/WebP (a data: URL prefix is accepted).")
-    mask: str = Field(
-        description="The mask, base64 PNG/WebP, the image's size or aspect: white (or opaque) = repaint, black = keep."
-    )
-    strength: float = _core_default(InpaintRequest, "strength")
-    mask_blur: int = _core_default(InpaintRequest, "mask_blur")
-    mask_grow: int = _core_default(InpaintRequest, "mask_grow")
-    invert_mask: bool = _core_default(InpaintRequest, "invert_mask")
-    padding: int = _core_default(InpaintRequest, "padding")
-    whole_image: bool = _core_default(InpaintRequest, "whole_image")
-
+class _InpaintBase(_Body):
     def to_request(self) -> InpaintRequest:
         """Decodes the pixels: call it in a worker thread."""
         limits = services.studio().image_limits
@@ -71,19 +52,7 @@ class InpaintBody(_SamplingBody):
         return InpaintRequest(**self.model_dump(exclude={"task", "image", "mask"}), image=image, mask=mask)
 
 
-class OutpaintBody(_SamplingBody):
-    image: str = Field(description="The image, base64 PNG/JPEG/WebP (a data: URL prefix is accepted).")
-    left: int = Field(_core_default(OutpaintRequest, "left"), description="pixels to add on the left")
-    top: int = Field(_core_default(OutpaintRequest, "top"), description="pixels to add on top")
-    right: int = Field(_core_default(OutpaintRequest, "right"), description="pixels to add on the right")
-    bottom: int = Field(_core_default(OutpaintRequest, "bottom"), description="pixels to add at the bottom")
-    aspect: str | None = Field(None, description='instead of pixels: grow to this aspect ratio, e.g. "16:9"')
-    anchor: str = Field(
-        _core_default(OutpaintRequest, "anchor"),
-        description="with aspect: where the photo sits (center, left, right, top, bottom, top-left, …)",
-    )
-    strength: float = _core_default(OutpaintRequest, "strength")
-
+class _OutpaintBase(_Body):
     model_config = ConfigDict(
         json_schema_extra={"examples": [{"model": "opencv-telea", "image": "<base64>", "aspect": "16:9"}]}
     )
@@ -93,6 +62,19 @@ class OutpaintBody(_SamplingBody):
         limits = services.studio().image_limits
         image = images.load_image(base64_bytes(self.image, "image", BadImageError), limits)
         return OutpaintRequest(**self.model_dump(exclude={"task", "image"}), image=image)
+
+
+GenerateBody = create_model("GenerateBody", __base__=_GenerateBase, **_request_fields(GenerateRequest))
+InpaintBody = create_model(
+    "InpaintBody",
+    __base__=_InpaintBase,
+    image=_IMAGE,
+    mask=_MASK,
+    **_request_fields(InpaintRequest, without=("image", "mask")),
+)
+OutpaintBody = create_model(
+    "OutpaintBody", __base__=_OutpaintBase, image=_IMAGE, **_request_fields(OutpaintRequest, without=("image",))
+)
 
 
 class SegmentPoint(BaseModel):

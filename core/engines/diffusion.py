@@ -23,6 +23,7 @@ state. Each call builds a fresh scheduler for that reason too.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -395,7 +396,10 @@ class DiffusionEngine:
         self._inpaint = inpaint
         main = txt2img or inpaint
         self._vaes = {"full": main.vae, "fast": tiny_vae}
-        self._tokenizer = main.tokenizer
+        # A tokenizer is not thread-safe and the pipeline's belongs to the worker running it: pages count
+        # prompt tokens on their own threads, with a copy of their own (a few MB), under a lock of its own.
+        self._tokenizer = copy.deepcopy(main.tokenizer)
+        self._tokenizer_lock = threading.Lock()
         # The model's own scheduler, never run itself: each call builds a fresh one from it.
         self._scheduler_class = type(main.scheduler)
         self._scheduler_config = main.scheduler.config
@@ -446,8 +450,10 @@ class DiffusionEngine:
         return int(self._loaded_tokenizer().model_max_length)
 
     def prompt_token_count(self, text: str) -> int:
-        """Tokens `text` takes, start and end markers included (compare with max_prompt_tokens)."""
-        return len(self._loaded_tokenizer()(text, truncation=False, verbose=False).input_ids)
+        """Tokens `text` takes, start and end markers included (compare with max_prompt_tokens). Safe from
+        any thread while the pipeline runs: it never touches the pipeline's own tokenizer."""
+        with self._tokenizer_lock:
+            return len(self._loaded_tokenizer()(text, truncation=False, verbose=False).input_ids)
 
     # -- running -------------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from PIL import Image
 
 from core.errors import StudioError
 from core.outpaint import ANCHORS, Sides, extended, sides_for_aspect
-from core.requests import OutpaintRequest
+from core.requests import OutpaintRequest, default
 from core.ui import state
 from core.ui.downloads import png_download, result_file_name
 from core.ui.errors import shown_errors
@@ -26,7 +26,7 @@ BY_PIXELS, BY_ASPECT = "By pixels", "To an aspect ratio"
 ASPECTS = ("16:9", "3:2", "4:3", "1:1", "4:5", "2:3", "9:16", "21:9")
 PREVIEW_SIDE = 640
 NEW_AREA_TINT = (80, 140, 255)
-_DEFAULT_STRENGTH = OutpaintRequest.__dataclass_fields__["strength"].default
+_DEFAULT_STRENGTH = default(OutpaintRequest, "strength")
 
 
 def extend_chosen(*, key: str) -> bool:

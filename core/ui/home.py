@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from core import secrets as core_secrets
 from core.requests import InpaintRequest
 from core.ui import state
 from core.ui.compare import before_after
@@ -43,9 +44,13 @@ def render_home() -> None:
         "Canvas Studio",
         ":material/palette:",
         "Generate images from a prompt; edit any region of a photo (paint over it, then remove it or replace it "
-        "from a prompt). Everything runs through one shared queue; every PNG carries its settings.",
+        "from a prompt). Local models run here, hosted ones on Hugging Face, all through one shared queue; "
+        "every PNG carries its settings.",
         page_title="Canvas Studio",
     )
+    state.export_secrets()
+    if core_secrets.unreadable():
+        st.error(f"The REST API is refusing requests: {core_secrets.unreadable()}.", icon=":material/key_off:")
     _try_it()  # first: the demo and its result sit in view on a laptop and on a phone
     st.divider()
     links, models = st.columns([2, 3], gap="large")

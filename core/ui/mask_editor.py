@@ -22,6 +22,7 @@ from PIL import Image
 from core import masks
 from core.errors import BadMaskError
 from core.masks.strokes import mask_from_strokes
+from core.requests import InpaintRequest, default
 from core.ui.media import encoded, media_url
 
 log = logging.getLogger(__name__)
@@ -34,9 +35,9 @@ _JS = (Path(__file__).with_name("mask_canvas.js")).read_text(encoding="utf-8")
 
 @dataclass(frozen=True)
 class MaskOptions:
-    mask_blur: int = 4
-    mask_grow: int = 0
-    invert_mask: bool = False
+    mask_blur: int = default(InpaintRequest, "mask_blur")
+    mask_grow: int = default(InpaintRequest, "mask_grow")
+    invert_mask: bool = default(InpaintRequest, "invert_mask")
 
 
 @dataclass(frozen=True)

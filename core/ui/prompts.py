@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from core.catalogue import ModelSpec
-from core.prompts import CLIP_MAX_TOKENS, truncation_warning
+from core.prompts import truncation_warning
 from core.runner import Studio
 
 
@@ -23,9 +23,9 @@ def exact_tokens(studio: Studio, spec: ModelSpec, text: str) -> tuple[int, int] 
 
 
 def prompt_length_warning(studio: Studio, spec: ModelSpec | None, text: str, *, what: str = "prompt") -> None:
-    if not text.strip() or spec is None or spec.engine != "diffusers":
+    if not text.strip() or spec is None or spec.kind.prompt_limit is None:
         return
-    tokens, limit = exact_tokens(studio, spec, text) or (None, CLIP_MAX_TOKENS)
+    tokens, limit = exact_tokens(studio, spec, text) or (None, spec.kind.prompt_limit)
     warning = truncation_warning(text, what=what, tokens=tokens, limit=limit)
     if warning is not None:
         st.warning(warning[0].upper() + warning[1:] + ".", icon=":material/content_cut:")

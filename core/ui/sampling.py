@@ -12,8 +12,9 @@ from typing import Any
 
 import streamlit as st
 
+from core import requests
 from core.catalogue import ModelSpec
-from core.requests import DECODERS, MAX_GUIDANCE, MAX_SEED, MAX_STEPS, SCHEDULERS
+from core.requests import DECODERS, MAX_GUIDANCE, MAX_SEED, MAX_STEPS, SCHEDULERS, InpaintRequest
 
 MODEL_DEFAULT = "Model default"
 
@@ -24,7 +25,7 @@ class Sampling:
     guidance_scale: float
     seed: int | None  # None: a random seed is drawn per run (the result shows which)
     scheduler: str | None = None
-    strength: float = 1.0
+    strength: float = requests.default(InpaintRequest, "strength")
 
     def request_fields(self, *, strength: bool) -> dict[str, Any]:
         """These settings as core request fields (the dataclass names are the requests' names)."""
@@ -95,13 +96,13 @@ def sampling_controls(spec: ModelSpec, *, key: str, strength: bool = False, sche
         help="How strictly to follow the prompt (turbo models want 0).",
         persist_state="session",
     )
-    chosen_strength = 1.0
+    chosen_strength = requests.default(InpaintRequest, "strength")
     if strength:
         chosen_strength = st.slider(
             "Strength",
             0.05,
             1.0,
-            1.0,
+            chosen_strength,
             step=0.05,
             key=f"{prefix}.strength",
             help="1 replaces the masked area; lower keeps more of what was there (regenerate).",

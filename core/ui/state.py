@@ -14,6 +14,7 @@ import secrets
 
 import streamlit as st
 
+from core import secrets as core_secrets
 from core import services
 from core.jobs import JobQueue
 from core.runner import Result, Studio
@@ -29,12 +30,19 @@ SECRET_ENVIRONMENT = {"HF_TOKEN": "HF_TOKEN", "api_key": "STUDIO_API_KEY", "page
 @st.cache_resource(show_spinner=False)
 def export_secrets() -> tuple[str, ...]:
     """Copy Streamlit secrets into the environment once per process, never over a variable
-    already set. No secrets file is fine. Returns the names copied (never the values)."""
+    already set. No secrets file is fine; an unreadable one is reported (`core.secrets`), and the API
+    then refuses requests. Returns the names copied (never the values)."""
     copied = []
     try:
         available = {name: st.secrets[name] for name in SECRET_ENVIRONMENT if name in st.secrets}
-    except Exception:  # no secrets.toml anywhere, or an unreadable one: run without secrets
-        log.info("no Streamlit secrets to export")
+    except Exception as error:
+        if getattr(error, "error_id", None) == "no-secrets-found":  # no secrets file anywhere: fine
+            log.info("no Streamlit secrets to export")
+            return ()
+        # A file that is there but unreadable may hold the API key: fail closed, and say so.
+        problem = f".streamlit/secrets.toml could not be read ({type(error).__name__}); fix it and restart the app"
+        log.error("%s", problem)
+        core_secrets.report_unreadable(problem)
         return ()
     for name, value in available.items():
         variable = SECRET_ENVIRONMENT[name]
