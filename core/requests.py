@@ -112,25 +112,30 @@ class _Request:
     task = ""  # a class attribute, not a field
 
     # -- shared fields: every diffusion-style request ------------------------------------------------
-    model: str = Field(description="A model id from the catalogue (never a path or a hub id).")
-    prompt: Annotated[str, MaxLen(MAX_PROMPT_CHARS)] = Field("", description="What to paint.")
-    negative_prompt: Annotated[str, MaxLen(MAX_PROMPT_CHARS), Cli("--negative")] = Field(
-        "", description="What to avoid."
-    )
-    num_inference_steps: Annotated[int, Ge(1), Le(MAX_STEPS), Cli("--steps")] | None = Field(
-        None, description="Denoising steps; unset: the model's default."
-    )
-    guidance_scale: Annotated[float, Ge(0.0), Le(MAX_GUIDANCE), Cli("--guidance")] | None = Field(
-        None, allow_inf_nan=False, description="How strictly to follow the prompt; unset: the model's default."
-    )
-    seed: Annotated[int, Ge(0), Le(MAX_SEED)] | None = Field(
-        None, description="0..4294967295; unset: a random seed, reported in the result."
-    )
-    scheduler: Scheduler | None = Field(None, description="The sampler; unset: the model's default.")
-    decoder: Decoder | None = Field(
-        None,
-        description="fast: the tiny autoencoder; full: the model's own VAE; unset: fast on a CPU when there is one.",
-    )
+    model: Annotated[str, Field(description="A model id from the catalogue (never a path or a hub id).")]
+    prompt: Annotated[Annotated[str, MaxLen(MAX_PROMPT_CHARS)], Field(description="What to paint.")] = ""
+    negative_prompt: Annotated[
+        Annotated[str, MaxLen(MAX_PROMPT_CHARS), Cli("--negative")], Field(description="What to avoid.")
+    ] = ""
+    num_inference_steps: Annotated[
+        Annotated[int, Ge(1), Le(MAX_STEPS), Cli("--steps")] | None,
+        Field(description="Denoising steps; unset: the model's default."),
+    ] = None
+    guidance_scale: Annotated[
+        Annotated[float, Ge(0.0), Le(MAX_GUIDANCE), Cli("--guidance")] | None,
+        Field(allow_inf_nan=False, description="How strictly to follow the prompt; unset: the model's default."),
+    ] = None
+    seed: Annotated[
+        Annotated[int, Ge(0), Le(MAX_SEED)] | None,
+        Field(description="0..4294967295; unset: a random seed, reported in the result."),
+    ] = None
+    scheduler: Annotated[Scheduler | None, Field(description="The sampler; unset: the model's default.")] = None
+    decoder: Annotated[
+        Decoder | None,
+        Field(
+            description="fast: the tiny autoencoder; full: the model's own VAE; unset: fast on a CPU when there is one."
+        ),
+    ] = None
 
     # -- derived views ---------------------------------------------------------------------------------
     def replace(self, **changes: Any):
@@ -191,13 +196,15 @@ class _Request:
 class GenerateRequest(_Request):
     task = "txt2img"
 
-    width: Annotated[int, Ge(MIN_SIDE)] | None = Field(
-        None, description="Pixels; unset: the model's working resolution."
-    )
-    height: Annotated[int, Ge(MIN_SIDE)] | None = Field(
-        None, description="Pixels; unset: the model's working resolution."
-    )
-    num_images: Annotated[int, Ge(1)] = Field(1, description="How many images, one seed each from the first.")
+    width: Annotated[
+        Annotated[int, Ge(MIN_SIDE)] | None, Field(description="Pixels; unset: the model's working resolution.")
+    ] = None
+    height: Annotated[
+        Annotated[int, Ge(MIN_SIDE)] | None, Field(description="Pixels; unset: the model's working resolution.")
+    ] = None
+    num_images: Annotated[
+        Annotated[int, Ge(1)], Field(description="How many images, one seed each from the first.")
+    ] = 1
 
     def _model_defaults(self, spec: ModelSpec) -> dict[str, Any]:
         side = spec.working_resolution or 512
@@ -234,16 +241,20 @@ class InpaintRequest(_Request):
 
     image: SkipJsonSchema[Image.Image | None] = dataclasses.field(default=None, compare=False, repr=False)
     mask: SkipJsonSchema[Image.Image | None] = dataclasses.field(default=None, compare=False, repr=False)
-    strength: Annotated[float, Gt(0.0), Le(1.0)] = Field(
-        1.0, allow_inf_nan=False, description="1 replaces the masked area; lower keeps more of what was there."
-    )
-    mask_blur: Annotated[int, Ge(0), Le(MAX_MASK_PIXELS)] = Field(4, description="Feather of the final composite, px.")
-    mask_grow: Annotated[int, Ge(-MAX_MASK_PIXELS), Le(MAX_MASK_PIXELS)] = Field(
-        0, description="Grow (or shrink, negative) the mask, px."
-    )
-    invert_mask: bool = Field(False, description="Repaint what is NOT masked.")
-    padding: Annotated[int, Ge(0), Le(MAX_PADDING)] = Field(32, description="Context around the mask, px.")
-    whole_image: bool = Field(False, description="Process the whole image, not a crop around the mask.")
+    strength: Annotated[
+        Annotated[float, Gt(0.0), Le(1.0)],
+        Field(allow_inf_nan=False, description="1 replaces the masked area; lower keeps more of what was there."),
+    ] = 1.0
+    mask_blur: Annotated[
+        Annotated[int, Ge(0), Le(MAX_MASK_PIXELS)], Field(description="Feather of the final composite, px.")
+    ] = 4
+    mask_grow: Annotated[
+        Annotated[int, Ge(-MAX_MASK_PIXELS), Le(MAX_MASK_PIXELS)],
+        Field(description="Grow (or shrink, negative) the mask, px."),
+    ] = 0
+    invert_mask: Annotated[bool, Field(description="Repaint what is NOT masked.")] = False
+    padding: Annotated[Annotated[int, Ge(0), Le(MAX_PADDING)], Field(description="Context around the mask, px.")] = 32
+    whole_image: Annotated[bool, Field(description="Process the whole image, not a crop around the mask.")] = False
 
     def _unsupported(self, spec: ModelSpec) -> str:
         return f"{spec.name} cannot edit images; pick an inpainting model"
@@ -275,15 +286,16 @@ class OutpaintRequest(_Request):
     task = "outpaint"
 
     image: SkipJsonSchema[Image.Image | None] = dataclasses.field(default=None, compare=False, repr=False)
-    left: int = Field(0, description="Pixels to add on the left.")
-    top: int = Field(0, description="Pixels to add at the top.")
-    right: int = Field(0, description="Pixels to add on the right.")
-    bottom: int = Field(0, description="Pixels to add at the bottom.")
-    aspect: str | None = Field(None, description='Extend to this aspect instead, e.g. "16:9".')
-    anchor: str = Field("center", description="Where the photo sits when extending to an aspect.")
-    strength: Annotated[float, Gt(0.0), Le(1.0)] = Field(
-        0.9, allow_inf_nan=False, description="Below 1 keeps the pre-fill's colours as the diffusion's start."
-    )
+    left: Annotated[int, Field(description="Pixels to add on the left.")] = 0
+    top: Annotated[int, Field(description="Pixels to add at the top.")] = 0
+    right: Annotated[int, Field(description="Pixels to add on the right.")] = 0
+    bottom: Annotated[int, Field(description="Pixels to add at the bottom.")] = 0
+    aspect: Annotated[str | None, Field(description='Extend to this aspect instead, e.g. "16:9".')] = None
+    anchor: Annotated[str, Field(description="Where the photo sits when extending to an aspect.")] = "center"
+    strength: Annotated[
+        Annotated[float, Gt(0.0), Le(1.0)],
+        Field(allow_inf_nan=False, description="Below 1 keeps the pre-fill's colours as the diffusion's start."),
+    ] = 0.9
 
     def sides(self):
         from core.outpaint import Sides

@@ -116,7 +116,10 @@ def test_a_catalogue_entry_asking_an_engine_for_a_task_it_lacks_is_refused(tmp_p
 
 # -- one schema: a field added in core/requests.py alone reaches every entry point ---------------------------------
 
-NEW_FIELD = '    clip_skip: Annotated[int, Ge(1), Le(12)] | None = Field(None, description="Text encoder layers to skip.")\n'
+NEW_FIELD = (
+    '    clip_skip: Annotated[Annotated[int, Ge(1), Le(12)] | None, Field(description="Text encoder layers to skip.")]'
+    " = None\n"
+)
 CHECKS = """
 import json, sys
 from PIL import Image
@@ -151,7 +154,7 @@ def test_a_field_added_to_the_schema_alone_reaches_the_api_cli_keys_and_pngs(tmp
     shutil.copytree(ROOT / "core", tmp_path / "core", ignore=shutil.ignore_patterns("__pycache__"))
     requests = tmp_path / "core" / "requests.py"
     source = requests.read_text()
-    anchor = "    scheduler: Scheduler | None"
+    anchor = "    scheduler: Annotated[Scheduler | None"
     assert source.count(anchor) == 1
     requests.write_text(source.replace(anchor, NEW_FIELD + anchor))
 
