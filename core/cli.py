@@ -329,7 +329,9 @@ def _request_args(parser: argparse.ArgumentParser, request_type: type, *, skip: 
     for name, info in fields(request_type).items():
         if name in ("model", "image", "mask", *skip):
             continue
-        flag = next((item.flag for item in annotations_of(info) if isinstance(item, Cli)), "--" + name.replace("_", "-"))
+        flag = next(
+            (item.flag for item in annotations_of(info) if isinstance(item, Cli)), "--" + name.replace("_", "-")
+        )
         kinds = leaf_types(info.annotation)
         text = (info.description or "").rstrip(".")
         if bool in kinds:

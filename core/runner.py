@@ -282,7 +282,9 @@ class Studio:
 
     def _prefill(self, request: OutpaintRequest) -> outpaint.Remover:
         """LaMa when it is downloaded and can stay resident beside the diffusion model, else OpenCV."""
-        removers = [spec for spec in self.catalogue.for_task("inpaint") if not spec.generative and spec.kind.has_weights]
+        removers = [
+            spec for spec in self.catalogue.for_task("inpaint") if not spec.generative and spec.kind.has_weights
+        ]
         lama = max(removers, key=lambda spec: spec.kind.remover_rank, default=None)  # the best learned remover
         if lama is None or self.pool.max_resident < 2 or not lama.availability().ready:
             return outpaint.opencv_prefill

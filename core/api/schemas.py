@@ -30,7 +30,9 @@ def _request_fields(request_type: type, *, without: tuple[str, ...] = ()) -> dic
 _IMAGE = (str, Field(description="The image, base64 PNG/JPEG/WebP (a data: URL prefix is accepted)."))
 _MASK = (
     str,
-    Field(description="The mask, base64 PNG/WebP, the image's size or aspect: white (or opaque) = repaint, black = keep."),
+    Field(
+        description="The mask, base64 PNG/WebP, the image's size or aspect: white (or opaque) = repaint, black = keep."
+    ),
 )
 
 
