@@ -52,6 +52,8 @@ class ParsedOffTheLoopRoute(APIRoute):
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
+        if not self.body_field:  # no body to parse: the route as FastAPI builds it
+            return handler
 
         async def parsed_off_the_loop(request: Request) -> Response:
             return await handler(_ParsedOffTheLoop(request.scope, request.receive))
