@@ -167,7 +167,8 @@ def _batch(args) -> int:
             mask = mask_from_image(mask_bytes, image.size, studio.image_limits)
             result = _run_inpaint(studio, args, image, mask, label=prefix, quiet=True)
             _write(out_dir / f"{name}.png", result.pngs[0], quiet=True)
-            print(f"{prefix}: done -> {name}.png{' (cache hit)' if result.cached else ''}", file=sys.stderr)
+            renamed = f" -> {name}.png" if name != image_path.stem else ""  # another image had its name
+            print(f"{prefix}: done{renamed}{' (cache hit)' if result.cached else ''}", file=sys.stderr)
         except StudioError as error:
             failures += 1
             print(f"{prefix}: {error}", file=sys.stderr)
