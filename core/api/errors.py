@@ -19,6 +19,7 @@ from core import services
 from core.api.offload import quick
 from core.errors import StudioError
 from core.jobs import JobNotDoneError, JobQueue, JobState, JobStatus
+from core.requests import VALUE_ERRORS, describe
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ STATUS_BY_CODE = {
     "engine_error": 500,
     "internal": 500,
     "model_unavailable": 503,
+    "misconfigured": 503,
     "out_of_memory": 503,
     "timeout": 504,
 }
@@ -111,7 +113,10 @@ def failure_of(request: Request, error: Exception) -> Failure:
             STATUS_BY_CODE.get(error.code, 400), error.code, error.message, headers, param=getattr(error, "param", None)
         )
     if isinstance(error, RequestValidationError):
-        return Failure(422, "invalid_request", _one_line(error.errors()), param=_first_field(error.errors()))
+        errors = list(error.errors())
+        if errors and all(detail.get("type") in VALUE_ERRORS for detail in errors):  # well-formed, out of bounds
+            return Failure(400, "bad_parameter", describe(errors), param=_first_field(errors))
+        return Failure(422, "invalid_request", _one_line(errors), param=_first_field(errors))
     if isinstance(error, StarletteHTTPException):
         codes = {404: ("not_found", "no such route"), 405: ("method_not_allowed", "method not allowed")}
         code, message = codes.get(error.status_code, ("invalid_request", "the request could not be read"))
