@@ -104,7 +104,8 @@ def create_sdapi(*, sync_timeout_s: float | None = None, max_body_bytes: int | N
 
         def submit() -> tuple[list[JobStatus], list[str]]:
             spec = _model_for(body, "txt2img", options)
-            core_request, warnings = a1111.generate_request(body, spec)
+            with runs.in_client_words(a1111.FIELD_NAMES):
+                core_request, warnings = a1111.generate_request(body, spec)
             with admitted(client):
                 return runs.submit_all([core_request], client, "A1111 txt2img", field_names=a1111.FIELD_NAMES), warnings
 
@@ -124,7 +125,8 @@ def create_sdapi(*, sync_timeout_s: float | None = None, max_body_bytes: int | N
                 mask = None
                 if body.mask:
                     mask = masks.mask_from_image(base64_bytes(body.mask, "mask", BadMaskError), image.size, limits)
-                core_requests, warnings = a1111.inpaint_requests(body, spec, image, mask)
+                with runs.in_client_words(a1111.FIELD_NAMES):
+                    core_requests, warnings = a1111.inpaint_requests(body, spec, image, mask)
                 return (
                     runs.submit_all(core_requests, client, "A1111 img2img", field_names=a1111.FIELD_NAMES),
                     warnings,

@@ -96,7 +96,7 @@ def create_openai_images(*, sync_timeout_s: float | None = None, max_body_bytes:
 
         def submit() -> list[JobStatus]:
             spec = openai_shapes.resolve_model(services.studio().catalogue, body.model, "txt2img")
-            with admitted(client):
+            with admitted(client), runs.in_client_words(openai_shapes.FIELD_NAMES):
                 return runs.submit_all(
                     [openai_shapes.generate_request(body, spec)],
                     client,
@@ -145,7 +145,8 @@ def create_openai_images(*, sync_timeout_s: float | None = None, max_body_bytes:
             with admitted(client):  # a queue place before decoding
                 image = load_image(image_bytes, studio.image_limits)
                 mask = openai_shapes.edit_mask(mask_bytes, image, studio.image_limits)
-                core_requests = openai_shapes.edit_requests(spec, image, mask, fields["prompt"] or "", count, seed)
+                with runs.in_client_words(openai_shapes.FIELD_NAMES):
+                    core_requests = openai_shapes.edit_requests(spec, image, mask, fields["prompt"] or "", count, seed)
                 return runs.submit_all(core_requests, client, "OpenAI edit", field_names=openai_shapes.FIELD_NAMES)
 
         statuses = await heavy(submit)

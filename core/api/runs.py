@@ -14,7 +14,7 @@ import math
 import os
 import re
 import time
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from typing import Any
 
 import anyio
@@ -125,6 +125,15 @@ def submit_all(
             raise _renamed(error, field_names) from None
         raise
     return statuses
+
+
+@contextlib.contextmanager
+def in_client_words(field_names: Mapping[str, str]) -> Iterator[None]:
+    """Building a request refuses bad values at once: say so with the client's field names too."""
+    try:
+        yield
+    except BadParameterError as error:
+        raise _renamed(error, field_names) from None
 
 
 def _renamed(error: BadParameterError, field_names: Mapping[str, str]) -> BadParameterError:
