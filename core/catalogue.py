@@ -103,8 +103,14 @@ class ModelSpec:
         if not self.kind.runs_locally or not devices.runs_on_cpu(os.environ.get("STUDIO_DEVICE")):
             return 0
         if self.memory_mb is not None:
-            return int(self.memory_mb) * memory.MIB
-        return memory.estimated_need(self.kind.working_memory, self._local_weight_files())
+            need = int(self.memory_mb) * memory.MIB
+        else:
+            need = memory.estimated_need(self.kind.working_memory, self._local_weight_files())
+        from core.engines import openvino
+
+        if self.engine == "diffusers" and openvino.enabled("cpu"):
+            need = int(need * openvino.PEAK_MEMORY_FACTOR)
+        return need
 
     def tiny_vae_folder(self) -> Path | None:
         """The tiny autoencoder's local folder (a folder of its own, or the Hub cache), or None."""
