@@ -108,8 +108,8 @@ class ModelSpec:
             need = memory.estimated_need(self.kind.working_memory, self._local_weight_files())
         from core.engines import openvino
 
-        if self.engine == "diffusers" and openvino.enabled("cpu"):
-            need = int(need * openvino.PEAK_MEMORY_FACTOR)
+        if self.kind.host_version is not None and "-openvino-" in self.kind.host_version():
+            need = int(need * openvino.PEAK_MEMORY_FACTOR)  # OpenVINO's compiled copy while it loads
         return need
 
     def tiny_vae_folder(self) -> Path | None:
