@@ -24,7 +24,7 @@ from core import masks, outpaint, region
 from core.catalogue import Catalogue, ModelSpec
 from core.engines import engine_version, load_engine
 from core.engines.base import Generated, Reporter, silent_reporter
-from core.errors import BadParameterError, EngineError, OutOfMemoryError, StudioError
+from core.errors import BadMaskError, BadParameterError, EngineError, OutOfMemoryError, StudioError
 from core.images import to_model_rgb
 from core.keys import image_digest, request_key
 from core.pool import ModelPool
@@ -364,6 +364,11 @@ def _inpaint(engine, prepared: Prepared, report: Reporter) -> tuple[tuple[Box, I
         request.mask, invert_mask=request.invert_mask, mask_grow=request.mask_grow, mask_blur=request.mask_blur
     )
     masks.require_not_empty(hard)
+    if masks.bounding_box(feathered) is None:  # a few pixels under a wide feather blur to nothing at all
+        raise BadMaskError(
+            f"the mask is too small for a feather of {request.mask_blur} px: nothing would change; "
+            "paint a larger area or lower the feather"
+        )
     # 2. The region to process: around the mask (cost follows the mask), or the whole image.
     width, height = request.image.size
     if request.whole_image:

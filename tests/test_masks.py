@@ -255,3 +255,20 @@ def chelsea_4096() -> Image.Image:
     from skimage import data
 
     return Image.fromarray(data.chelsea()).resize((4096, 4096))
+
+
+def test_a_mask_too_small_for_its_feather_is_refused_in_one_line(coffee):
+    """One painted pixel under a 60 px feather blurs to nothing: the run says so instead of failing inside."""
+    from core.requests import InpaintRequest
+    from core.runner import Studio
+
+    mask = Image.new("L", coffee.size, 0)
+    mask.putpixel((300, 200), 255)
+    studio = Studio.from_settings()
+    request = InpaintRequest(model="opencv-telea", image=coffee, mask=mask, mask_blur=60)
+    with pytest.raises(BadMaskError, match="too small for a feather of 60 px"):
+        studio.run(studio.prepare(request))
+    # The same pixel with a feather it survives runs, and changes nothing far from that pixel.
+    result = studio.run(studio.prepare(InpaintRequest(model="opencv-telea", image=coffee, mask=mask, mask_blur=2)))
+    changed = np.argwhere(np.asarray(result.images[0], dtype=int) != np.asarray(coffee, dtype=int))
+    assert not changed.size or (abs(changed[:, 0] - 200).max() <= 12 and abs(changed[:, 1] - 300).max() <= 12)
