@@ -143,3 +143,13 @@ def test_a_second_load_reads_the_kept_conversion(ov, monkeypatch):
     assert np.array_equal(
         np.asarray(generate(studio).images[0]), np.asarray(generate(studio_of(catalogue, engine)).images[0])
     )
+
+
+def test_a_latent_size_the_unet_cannot_halve_evenly_still_runs(ov):
+    """72 px is a multiple of 8 (a valid size) but its 9x9 latent does not halve evenly through the UNet's
+    downsampling: the OpenVINO path pads the latent to a size it can run and crops the result back."""
+    catalogue, engine, _ = ov
+    studio = studio_of(catalogue, engine)
+    first, second = generate(studio, width=72, height=80), generate(studio, width=72, height=80)
+    assert first.images[0].size == (72, 80)
+    assert np.array_equal(np.asarray(first.images[0]), np.asarray(second.images[0]))

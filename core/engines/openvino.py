@@ -92,8 +92,9 @@ def supports(unet) -> bool:
 class _Forward:
     """What `unet(sample, t, encoder_hidden_states=..., return_dict=False)` returns, from OpenVINO."""
 
-    def __init__(self, core, ir: Path, threads: int, cache_dir: Path):
+    def __init__(self, core, ir: Path, threads: int, cache_dir: Path, latent_multiple: int):
         self._core = core
+        self._latent_multiple = latent_multiple
         self._ir = ir
         self._config = {
             "INFERENCE_PRECISION_HINT": precision(),
@@ -111,9 +112,15 @@ class _Forward:
         if args or unused:
             raise TypeError(f"the OpenVINO UNet takes no {', '.join(unused) or 'extra positional arguments'}")
         timestep = torch.as_tensor(timestep, dtype=torch.float32).reshape(-1)[:1].reshape(())
-        inputs = [sample.float().contiguous(), timestep, encoder_hidden_states.float().contiguous()]
+        # The traced graph concatenates skip connections without PyTorch's `upsample_size` fix-up, so a latent
+        # side that does not halve evenly through every downsampler is padded (edge values) and cropped back.
+        height, width = sample.shape[-2:]
+        pad_bottom, pad_right = -height % self._latent_multiple, -width % self._latent_multiple
+        padded = torch.nn.functional.pad(sample.float(), (0, pad_right, 0, pad_bottom), mode="replicate")
+        inputs = [padded.contiguous(), timestep, encoder_hidden_states.float().contiguous()]
         compiled = self._for(tuple(tuple(value.shape) for value in inputs))
-        output = torch.from_numpy(compiled([value.numpy() for value in inputs])[0].copy()).to(sample.dtype)
+        output = torch.from_numpy(compiled([value.numpy() for value in inputs])[0].copy())
+        output = output[..., :height, :width].to(sample.dtype)
         return UNet2DConditionOutput(sample=output) if return_dict else (output,)
 
     def _for(self, shapes: tuple) -> Any:
@@ -139,7 +146,8 @@ def accelerate(unet, source: str, cache_root: Path) -> bool:
     if not ir.is_file():
         _convert(unet, ir)
     core = ov.Core()
-    unet.forward = _Forward(core, ir, torch.get_num_threads(), cache_root / "compiled")
+    latent_multiple = 2 ** (len(unet.config.block_out_channels) - 1)  # one halving per downsampling block
+    unet.forward = _Forward(core, ir, torch.get_num_threads(), cache_root / "compiled", latent_multiple)
     for parameter in unet.parameters():  # OpenVINO holds the weights now: free PyTorch's copy
         parameter.data = torch.empty(0, dtype=parameter.dtype)
     return True
