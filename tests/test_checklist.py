@@ -1066,7 +1066,10 @@ def test_item_24_a_process_killed_mid_cache_write_leaves_no_torn_entry_and_its_o
     caught = None
     for attempt in range(8):  # the kill must land inside the write; rarely, the write is quicker than the poll
         out = tmp_path / f"out-{attempt}.png"
-        args = ["inpaint", str(image), str(mask), "--model", "opencv-telea", "--seed", str(attempt), "-o", str(out)]
+        noise[0, 0, 0] = attempt  # another photo each attempt, so each is a miss (OpenCV ignores the seed)
+        image = tmp_path / f"noise-{attempt}.png"
+        Image.fromarray(noise).save(image, compress_level=1)
+        args = ["inpaint", str(image), str(mask), "--model", "opencv-telea", "-o", str(out)]
         writer = subprocess.Popen([sys.executable, "-m", "core", *args], cwd=ROOT, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 60
         leftovers: list[Path] = []
