@@ -176,3 +176,34 @@ def test_the_mask_settings_and_result_survive_a_page_switch_and_a_reload(app_url
         raise
     finally:
         page.close()
+
+
+@pytest.mark.parametrize("viewport", [LAPTOP, PHONE], ids=["1280x800", "390x844"])
+def test_the_progress_panel_is_in_view_while_a_long_run_works(app_url, browser, viewport, astronaut, tmp_path):
+    """A removal that takes seconds (a 3000 px photo, most of it under a rectangle): right after Run, the
+    progress panel shows where the user is looking, not above or below the screen."""
+    photo_path = tmp_path / "big.png"
+    astronaut.resize((3000, 3000)).save(photo_path)
+    page = browser.new_page(viewport=viewport)
+    try:
+        page.goto(f"{app_url}/Inpaint")
+        page.locator("input[type=file]").set_input_files(str(photo_path))
+        canvas = page.locator("canvas.mask-canvas")
+        canvas.wait_for(timeout=60_000)
+        page.wait_for_timeout(1000)
+        page.get_by_role("button", name="Rectangle").click()
+        box = canvas.bounding_box()
+        drag(page, box, [(box["width"] * 0.1, box["height"] * 0.1), (box["width"] * 0.9, box["height"] * 0.9)])
+        page.wait_for_timeout(500)
+        run = page.get_by_role("button", name="Run", exact=True)
+        run.scroll_into_view_if_needed()
+        run.click()
+        progress = page.locator("[data-testid=stProgress]").first
+        progress.wait_for(timeout=30_000)
+        assert in_viewport(page, progress), "the progress panel is off screen"
+        assert in_viewport(page, run), "Run left the screen"
+    except Exception:
+        page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
+        raise
+    finally:
+        page.close()
