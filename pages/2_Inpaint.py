@@ -25,6 +25,7 @@ from core.ui.mask_editor import MaskOptions, PhotoScale, mask_editor, mask_previ
 from core.ui.models import model_picker
 from core.ui.page import page_end, page_start
 from core.ui.prompts import prompt_length_warning
+from core.ui.restore import INPAINT_NOTES, show_notes
 from core.ui.sampling import decoder_choice, reuse_seed_button, sampling_controls
 from core.ui.select import click_select
 from core.ui.uploads import LoadedImage, image_uploader, load_named
@@ -87,6 +88,7 @@ def cancel_all(job_ids: list[str]) -> None:
 
 
 page_start("Inpaint", ":material/brush:")
+show_notes(INPAINT_NOTES)
 settings, studio = state.settings(), state.studio()
 best_remover = studio.catalogue.default_remove_model()  # LaMa when downloaded, else OpenCV
 best_replacer = studio.catalogue.default_generative_model("inpaint")  # hosted on a GPU-less host with a token

@@ -14,6 +14,7 @@ from core import history, services
 from core.prompt_batch import batch_zip
 from core.provenance import read_parameters
 from core.requests import GenerateRequest, InpaintRequest
+from core.ui.mask_editor import PhotoScale
 from tests.app_helpers import STROKES, button, open_page, run_until, texts, upload_and_draw
 
 pytestmark = pytest.mark.usefixtures("fresh_app")
@@ -194,7 +195,9 @@ def test_grid_inpainting_shows_the_change_inside_the_mask_and_none_outside(coffe
 def test_history_sends_an_edit_to_inpaint_with_its_settings(coffee):
     mask = Image.new("L", coffee.size, 0)
     mask.paste(255, (250, 150, 330, 230))
-    edited = services.studio().inpaint(InpaintRequest(model="opencv-ns", image=coffee, mask=mask, padding=48))
+    edited = services.studio().inpaint(
+        InpaintRequest(model="opencv-ns", image=coffee, mask=mask, padding=48, mask_blur=7, mask_grow=-3)
+    )
     at = open_page("5_History.py")
     at.button(key=f"history.open.{edited.key}").click().run()
     at.button(key="history.to-inpaint").click().run()
@@ -203,4 +206,8 @@ def test_history_sends_an_edit_to_inpaint_with_its_settings(coffee):
     assert at.selectbox(key="inpaint.remove-model").value == "opencv-ns"
     assert at.slider(key="inpaint.padding").value == 48
     (entry,) = history.history(services.studio().store)
+    scale = PhotoScale.of(entry.size)  # the feather and grow sliders' keys follow the photo's size
+    assert at.slider(key=f"inpaint.blur.{scale.max_feather}").value == 7
+    assert at.slider(key=f"inpaint.grow.{scale.max_grow}").value == -3
+    assert "Settings restored from the history." in [caption.value for caption in at.caption]
     assert at.session_state["inpaint.source"].image.size == entry.size  # the region the edit changed

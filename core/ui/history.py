@@ -12,7 +12,7 @@ from core.history import TASK_NAMES, HistoryEntry
 from core.ui import state
 from core.ui.downloads import png_download
 from core.ui.errors import shown_errors
-from core.ui.restore import NOTES, restore_generate, restore_inpaint
+from core.ui.restore import INPAINT_NOTES, NOTES, restore_generate, restore_inpaint
 from core.ui.uploads import load_named
 
 OPEN = "history.open"  # the key of the opened result
@@ -115,12 +115,12 @@ def _opened(entry: HistoryEntry) -> None:
             "Inpaint", icon=":material/brush:", key="history.to-inpaint", help="Edit this image on Inpaint"
         ):
             with shown_errors():
-                st.session_state["inpaint.source"] = load_named(
-                    f"{entry.key[:12]}.png", pngs[0], state.settings().image_limits
-                )
+                source = load_named(f"{entry.key[:12]}.png", pngs[0], state.settings().image_limits)
+                st.session_state["inpaint.source"] = source
                 st.session_state.pop("inpaint.job", None)
                 if entry.task == "inpaint":  # an edit: its settings too, to edit again the same way
-                    restore_inpaint(entry.parameters, state.studio().catalogue)
+                    notes = restore_inpaint(entry.parameters, state.studio().catalogue, source.image.size)
+                    st.session_state[INPAINT_NOTES] = ["Settings restored from the history.", *notes]
                 st.switch_page("pages/2_Inpaint.py")
         if delete.button("Delete", icon=":material/delete:", key="history.delete"):
             store.delete(entry.key)

@@ -19,10 +19,12 @@ from core.errors import StudioError
 from core.history import generate_fields
 from core.infotext import png_parameters
 from core.requests import SCHEDULERS
+from core.ui.mask_editor import PhotoScale
 from core.ui.sampling import MODEL_DEFAULT
 from core.ui.sizes import fits, label_for, presets
 
 NOTES = "restore.notes"  # what the last restore could not do, shown once on the Generate page
+INPAINT_NOTES = "inpaint.restore-notes"  # the same for an edit sent to the Inpaint page
 PAGE_KEY = "generate"  # the Generate page's widget keys start with this
 
 
@@ -68,9 +70,11 @@ def restore_generate(parameters: Mapping[str, Any], catalogue: Catalogue, *, key
     return notes
 
 
-def restore_inpaint(parameters: Mapping[str, Any], catalogue: Catalogue, *, key: str = "inpaint") -> list[str]:
+def restore_inpaint(
+    parameters: Mapping[str, Any], catalogue: Catalogue, photo_size: tuple[int, int], *, key: str = "inpaint"
+) -> list[str]:
     """Set the Inpaint page's settings (mode, model, prompts, sampling, mask options) to an edit's
-    `parameters`; the photo is set by the caller. Returns what could not be restored."""
+    `parameters`; the photo (of `photo_size`) is set by the caller. Returns what could not be restored."""
     state = st.session_state
     spec = _model(parameters.get("model"), parameters.get("model_name"), catalogue, task="inpaint")
     if spec is None:
@@ -101,7 +105,19 @@ def restore_inpaint(parameters: Mapping[str, Any], catalogue: Catalogue, *, key:
             state[f"{key}.{widget}"] = parameters[name]
     if isinstance(parameters.get("padding"), int):
         state[f"{key}.padding"] = parameters["padding"]
-    return []
+    # Feather and grow sliders are keyed by their photo-relative range (core.ui.mask_editor.PhotoScale).
+    scale, notes = PhotoScale.of(photo_size), []
+    for name, widget, low, high in (
+        ("mask_blur", f"blur.{scale.max_feather}", 0, scale.max_feather),
+        ("mask_grow", f"grow.{scale.max_grow}", -scale.max_grow, scale.max_grow),
+    ):
+        value = parameters.get(name)
+        if isinstance(value, int) and not isinstance(value, bool):
+            if low <= value <= high:
+                state[f"{key}.{widget}"] = value
+            else:
+                notes.append(f"{name} {value} is outside this photo's range ({low} to {high}); set it by hand")
+    return notes
 
 
 def _model(model_id: str | None, model_name: str | None, catalogue: Catalogue, *, task: str = "txt2img"):
@@ -139,8 +155,13 @@ def png_restore(catalogue: Catalogue, *, key: str = PAGE_KEY) -> None:
                 notes.append(f"not understood: {', '.join(parsed.skipped)}")
             st.session_state[NOTES] = [f"Settings restored from {dropped.name}.", *notes]
             st.rerun()
-    for note in st.session_state.pop(NOTES, []):
+    show_notes(NOTES)
+
+
+def show_notes(key: str) -> None:
+    """What the last restore said, once."""
+    for note in st.session_state.pop(key, []):
         st.caption(note)
 
 
-__all__ = ["png_restore", "restore_generate", "restore_inpaint"]
+__all__ = ["INPAINT_NOTES", "NOTES", "png_restore", "restore_generate", "restore_inpaint", "show_notes"]
