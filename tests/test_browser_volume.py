@@ -53,9 +53,17 @@ def screenshots(page, tmp_path: Path, name: str, anchor) -> None:
     page.set_viewport_size(LAPTOP)
 
 
+def settled(page) -> None:
+    """Wait for the rerun the last input started to finish (the script state Streamlit's own browser tests
+    wait on): a click that lands mid-rerun can hit a button that is being replaced and be lost."""
+    page.wait_for_timeout(300)
+    page.locator("[data-testid=stApp][data-test-script-state=notRunning]").wait_for(timeout=60_000)
+
+
 def fill(locator, text: str) -> None:
     locator.fill(text)
     locator.press("Tab")  # Streamlit takes a text value when the field loses focus
+    settled(locator.page)
 
 
 def test_prompts_batch_of_3_prompts_times_2_seeds_downloads_6_pngs_and_a_manifest(app_url, browser, tmp_path):
@@ -89,6 +97,7 @@ def test_a_2x2_grid_rerun_comes_entirely_from_the_store(app_url, browser, tmp_pa
     try:
         page.goto(f"{app_url}/Compare")
         page.get_by_text("X/Y grid").click()
+        settled(page)
         fill(page.get_by_label("Prompt", exact=True), "a lighthouse at dusk")
         values = page.get_by_role("textbox", name="Values")
         fill(values.nth(0), "1, 2")  # X: seed (the default axis)
@@ -101,6 +110,7 @@ def test_a_2x2_grid_rerun_comes_entirely_from_the_store(app_url, browser, tmp_pa
             page.get_by_role("button", name="Download the grid (PNG)").click()
         grid_png = Path(download.value.path()).read_bytes()
         assert read_parameters(grid_png)["grid_x_values"] == [1, 2]
+        settled(page)
         page.get_by_role("button", name="Run grid").click()
         page.get_by_text("from the store (nothing ran)").nth(3).wait_for(timeout=PATIENCE_MS)
         assert page.get_by_text("from the store (nothing ran)").count() == 4
