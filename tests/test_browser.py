@@ -194,12 +194,14 @@ def test_the_progress_panel_is_in_view_while_a_long_run_works(app_url, browser, 
         page.get_by_role("button", name="Rectangle").click()
         box = canvas.bounding_box()
         drag(page, box, [(box["width"] * 0.1, box["height"] * 0.1), (box["width"] * 0.9, box["height"] * 0.9)])
+        # The rectangle reruns the page: a click that lands mid-rerun can hit a Run button being replaced.
         page.wait_for_timeout(500)
+        page.locator("[data-testid=stApp][data-test-script-state=notRunning]").wait_for(timeout=60_000)
         run = page.get_by_role("button", name="Run", exact=True)
         run.scroll_into_view_if_needed()
         run.click()
         progress = page.locator("[data-testid=stProgress]").first
-        progress.wait_for(timeout=30_000)
+        progress.wait_for(timeout=60_000)
         assert in_viewport(page, progress), "the progress panel is off screen"
         assert in_viewport(page, run), "Run left the screen"
     except Exception:
