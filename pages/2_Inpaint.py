@@ -21,13 +21,13 @@ from core.ui.downloads import png_download
 from core.ui.errors import shown_errors
 from core.ui.extend import extend_chosen, extend_panel
 from core.ui.jobs import group_panel, job_result, lookup
-from core.ui.mask_editor import MaskOptions, PhotoScale, mask_editor, mask_preview
+from core.ui.mask_editor import PhotoScale, mask_editor, mask_options, mask_preview
 from core.ui.models import model_picker
 from core.ui.page import page_end, page_start
 from core.ui.prompts import prompt_length_warning
 from core.ui.restore import INPAINT_NOTES, show_notes
 from core.ui.sampling import decoder_choice, reuse_seed_button, sampling_controls
-from core.ui.select import click_select
+from core.ui.select import click_select, current_selection
 from core.ui.uploads import LoadedImage, image_uploader, load_named
 
 SOURCE, JOB, JOBS, JOB_SOURCE = "inpaint.source", "inpaint.job", "inpaint.jobs", "inpaint.job-source"
@@ -118,8 +118,9 @@ else:
 
     # 2. The mask editor, and the rounds under it.
     with editor_column:
-        drawing = mask_editor(source.image, source.digest, key="inpaint")
-        drawing = click_select(source, drawing, key="inpaint")  # clicks on the photo add to (or cut) the mask
+        selection = current_selection(source, key="inpaint")  # the Select tool's clicks so far and their mask
+        drawing = mask_editor(source.image, source.digest, key="inpaint", selection=selection.layer)
+        drawing = click_select(selection, drawing, key="inpaint")  # the selection added to (or cut from) the mask
         active = round_of(source)
         labels = ["Original", *(f"Round {index}" for index in range(1, len(kept)))]
         if len(kept) > 1:
@@ -177,32 +178,8 @@ else:
                         persist_state="session",
                     )
 
-        scale = PhotoScale.of(source.image.size)
         with st.expander("Mask options"):
-            blur_column, grow_column = st.columns(2)
-            options = MaskOptions(
-                mask_blur=blur_column.slider(
-                    "Feather (px)",
-                    0,
-                    scale.max_feather,
-                    scale.feather,
-                    key=f"inpaint.blur.{scale.max_feather}",
-                    help="Soft edge of the blend, in photo pixels (the default follows the photo's size).",
-                    persist_state="session",
-                ),
-                mask_grow=grow_column.slider(
-                    "Grow / shrink (px)",
-                    -scale.max_grow,
-                    scale.max_grow,
-                    0,
-                    key=f"inpaint.grow.{scale.max_grow}",
-                    help="Enlarge (+) or shrink (-) the mask, in photo pixels.",
-                    persist_state="session",
-                ),
-                invert_mask=st.checkbox(
-                    "Invert (change everything except what is painted)", key="inpaint.invert", persist_state="session"
-                ),
-            )
+            options = mask_options(PhotoScale.of(source.image.size), key="inpaint")
             padding_column, whole_column = st.columns(2)
             padding = padding_column.slider(
                 "Padding (px)",

@@ -14,7 +14,7 @@ from core.ui.compare import before_after
 from core.ui.downloads import png_download, result_file_name
 from core.ui.errors import shown_errors
 from core.ui.jobs import group_panel, lookup
-from core.ui.mask_editor import MaskOptions, PhotoScale, mask_editor, mask_preview
+from core.ui.mask_editor import MaskOptions, PhotoScale, mask_editor, mask_options, mask_preview
 from core.ui.models import multi_model_picker
 from core.ui.page import page_end, page_start
 from core.ui.prompts import prompt_length_warning
@@ -101,26 +101,7 @@ with run_column, st.container(key="sticky-compare-run"):
             sizes = presets(specs[0])
             size = sizes[st.selectbox("Size", list(sizes), key="compare.size", persist_state="session")]
         if source is not None:
-            scale = PhotoScale.of(source.image.size)
-            options = MaskOptions(
-                mask_blur=st.slider(
-                    "Feather (px)",
-                    0,
-                    scale.max_feather,
-                    scale.feather,
-                    key=f"compare.blur.{scale.max_feather}",
-                    persist_state="session",
-                ),
-                mask_grow=st.slider(
-                    "Grow / shrink (px)",
-                    -scale.max_grow,
-                    scale.max_grow,
-                    0,
-                    key=f"compare.grow.{scale.max_grow}",
-                    persist_state="session",
-                ),
-                invert_mask=st.checkbox("Invert", key="compare.invert", persist_state="session"),
-            )
+            options = mask_options(PhotoScale.of(source.image.size), key="compare")
             if drawing is not None:  # exactly the mask every model gets: the same drawing, the same options
                 mask_preview(source.image, drawing, options, key="compare")
     ready = len(specs) >= 2 and (task == TEXT or (drawing is not None and drawing.mask.getbbox() is not None))

@@ -88,6 +88,22 @@ def test_extend_to_16_9_in_the_browser(app_url, browser, viewport, coffee, tmp_p
     assert np.array_equal(np.asarray(result.convert("RGB"))[:, left : left + 400], np.asarray(photo))
 
 
+def canvas_pixel(canvas, x: float, y: float) -> np.ndarray:
+    """The colour the mask editor shows at CSS pixel (x, y) of its canvas."""
+    return np.array(
+        canvas.evaluate(
+            """(c, [x, y]) => { const r = c.width / c.getBoundingClientRect().width;
+                return Array.from(c.getContext('2d').getImageData(Math.round(x * r), Math.round(y * r), 1, 1).data).slice(0, 3); }""",
+            [x, y],
+        ),
+        dtype=int,
+    )
+
+
+def settled(page) -> None:
+    page.locator("[data-testid=stApp][data-test-script-state=notRunning]").wait_for(timeout=60_000)
+
+
 def test_clicking_on_the_photo_selects_the_object_and_remove_changes_only_it(app_url, browser, tmp_path):
     photo = scene()
     photo.save(tmp_path / "scene.png")
@@ -95,24 +111,24 @@ def test_clicking_on_the_photo_selects_the_object_and_remove_changes_only_it(app
     try:
         page.goto(f"{app_url}/Inpaint")
         page.locator("input[type=file]").set_input_files(str(tmp_path / "scene.png"))
-        page.get_by_text("Select by clicking").click()
-        picture = page.locator("[data-testid=click-select] img")
-        picture.wait_for(timeout=30_000)
-        scrolled_to(page, picture)
-        page.wait_for_timeout(500)
-        shown_before = picture.get_attribute("src")
-        box = picture.bounding_box()
+        canvas = page.locator("canvas.mask-canvas")
+        canvas.wait_for(timeout=60_000)
+        page.wait_for_timeout(1000)  # the photo loads into the canvas
+        settled(page)
+        page.get_by_role("button", name="Select", exact=True).click()
+        box = canvas.bounding_box()
+        inside, outside = (box["width"] * 0.25, box["height"] * 0.6), (box["width"] * 0.75, box["height"] * 0.6)
+        white, grey = canvas_pixel(canvas, *inside), canvas_pixel(canvas, *outside)
         page.mouse.click(box["x"] + box["width"] * 300 / 1500, box["y"] + box["height"] * 250 / 600)
-        for _ in range(300):  # the picture Python draws with the selection replaces the plain photo
-            if picture.get_attribute("src") != shown_before:
+        page.get_by_text("last selection").wait_for(timeout=60_000)
+        for _ in range(50):  # the selection is drawn on the canvas, over the photo, as soon as it arrives
+            tinted = canvas_pixel(canvas, *inside)
+            if tinted[2] > tinted[0] + 60:
                 break
             page.wait_for_timeout(200)
-        page.get_by_text("last selection").wait_for(timeout=30_000)
-        shown = Image.open(io.BytesIO(picture.screenshot())).convert("RGB")
-        inside = np.asarray(shown)[round(shown.height * 0.6), round(shown.width * 0.25)]
-        outside = np.asarray(shown)[round(shown.height * 0.6), round(shown.width * 0.75)]
-        assert inside[2] > inside[0] + 60, inside  # the selection is tinted blue over the white block
-        assert abs(int(outside[2]) - int(outside[0])) < 20, outside  # the grey block is not
+        assert tinted[2] > tinted[0] + 60 and white[2] < white[0] + 10, (white, tinted)  # blue over the white block
+        assert np.abs(canvas_pixel(canvas, *outside) - grey).sum() < 10  # the grey block is not selected
+        settled(page)
         run = page.get_by_role("button", name="Run", exact=True)
         scrolled_to(page, run)
         run.click()

@@ -20,6 +20,7 @@ from core.jobs import JobState, JobStatus, UnknownJobError
 from core.runner import Result
 from core.ui import state
 from core.ui.errors import shown_errors
+from core.ui.reveal import reveal
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +131,7 @@ def _live_job(job_id: str, key: str) -> None:
             on_click=_cancel,
             args=(job_id,),
         )
+    reveal(job_id, key=f"{key}.reveal")  # on a phone the panel appears under Run, often below the fold
 
 
 def _cancel(job_id: str) -> None:
@@ -207,6 +209,8 @@ def _live_group(
             help="Stops what has not finished; finished results stay downloadable.",
         )
         group_table(views)
+    first = next((view.status.id for view in views if view.status is not None), "")
+    reveal(f"{key}:{first}", key=f"{key}.reveal")  # once per group (its first job), not per poll
     if live is not None:
         live(views)
 

@@ -5,15 +5,27 @@
 // so Python rasterises them at the photo's full resolution whatever the screen size or zoom.
 // The tool is a name ("brush", "eraser", "rect"), never a colour.
 //
-// data: {image: url, width, height, strokes, epoch, brush, maxBrush}
+// With a segmenter at hand the page also passes a selection: the canvas then offers its Select tool and
+// draws the selected mask (a tinted picture Python makes) over the photo, with the clicks that made it:
+//   left click / tap (Select tool)  -> trigger "click": {x, y, include}   (include unless "Exclude" is on)
+//   right click                     -> trigger "click": {x, y, include: false}
+//   drag of more than 6 px          -> trigger "box":   {left, top, right, bottom}
+// all in PHOTO pixels, so the selection has the photo's full resolution whatever the zoom.
+//
+// data: {image: url, width, height, strokes, epoch, brush, maxBrush,
+//        selection: null | {image: url | null, points: [[x, y, include]...], box: [l, t, r, b] | null}}
 // trigger "strokes": {epoch, strokes} after every change (stroke, undo, redo, clear).
 
 const TOOLS = [
   ["brush", "Brush", "B"],
   ["eraser", "Eraser", "E"],
   ["rect", "Rectangle", "R"],
+  ["select", "Select", "S"],
   ["pan", "Pan", "H"],
 ];
+const SELECT_ALPHA = 0.55;
+const CLICK_COLOURS = { true: "rgb(30, 200, 90)", false: "rgb(230, 40, 40)" };
+const DRAG_PX = 6; // a select press that moves further is a box, not a click
 const MASK_RGB = "255, 40, 90";
 const MASK_ALPHA = 0.5;
 const MAX_ZOOM = 16;
@@ -35,6 +47,9 @@ function build(root) {
     ui.tools[tool] = button;
     bar.appendChild(button);
   }
+  // With the Select tool on a touch screen (no right click): clicks can exclude instead.
+  ui.exclude = el("button", { type: "button", class: "exclude", title: "Clicks mark what is NOT part of the object" }, "Exclude");
+  bar.appendChild(ui.exclude);
   const size = el("label", { class: "size", title: "Brush size in photo pixels ( [ and ] )" });
   size.appendChild(el("span", {}, "Size"));
   ui.size = el("input", { type: "range", min: "1", max: "100", step: "1", "aria-label": "Brush size" });
@@ -71,6 +86,8 @@ const CSS = `
 .bar button[aria-pressed="true"] { background: var(--st-primary-color, #ff4b4b); color: #fff;
   border-color: var(--st-primary-color, #ff4b4b); }
 .bar button:disabled { opacity: 0.45; cursor: default; }
+.bar button[hidden] { display: none; }
+.bar button.exclude[aria-pressed="true"] { background: rgb(230, 40, 40); border-color: rgb(230, 40, 40); }
 .size { display: inline-flex; align-items: center; gap: 4px; font-size: 0.85rem; }
 .size input { width: 110px; }
 .px { min-width: 52px; font-variant-numeric: tabular-nums; }
@@ -101,6 +118,12 @@ class Editor {
     this.image = new Image();
     this.image.onload = () => this.redrawMask() || this.draw();
     this.layer = document.createElement("canvas");
+    this.selection = null; // {image, points, box} from Python, or null without a segmenter
+    this.selectionImage = new Image();
+    this.selectionImage.onload = () => this.draw();
+    this.pending = []; // clicks sent and not yet answered with a new selection: drawn at once
+    this.excluding = false;
+    this.picking = null; // a Select press in progress: {x, y, sx, sy, button}
     this.ui.canvas.__editor = this; // for tests and debugging
     this.wire();
   }
@@ -130,8 +153,19 @@ class Editor {
       this.future = [];
       this.redrawMask();
     }
+    this.adoptSelection(data.selection || null);
     this.layout();
     this.refresh();
+  }
+
+  adoptSelection(selection) {
+    const before = this.selection;
+    this.selection = selection;
+    if (!selection && this.tool === "select") this.tool = "brush";
+    const url = selection && selection.image;
+    if (!url) this.selectionImage.removeAttribute("src");
+    else if (this.selectionImage.getAttribute("src") !== url) this.selectionImage.src = url;
+    if (JSON.stringify(before) !== JSON.stringify(selection)) this.pending = [];
   }
 
   // --- geometry ---------------------------------------------------------------------------------
@@ -240,6 +274,7 @@ class Editor {
       ctx.drawImage(this.layer, 0, 0, this.width, this.height);
     }
     ctx.globalAlpha = 1;
+    this.drawSelection(ctx, v);
     if (this.hover && (this.tool === "brush" || this.tool === "eraser")) {
       ctx.beginPath();
       ctx.arc(this.hover.x, this.hover.y, this.brush / 2, 0, 2 * Math.PI);
@@ -248,6 +283,35 @@ class Editor {
       ctx.stroke();
       ctx.lineWidth = 0.75 / v.scale;
       ctx.strokeStyle = "rgba(0,0,0,0.8)";
+      ctx.stroke();
+    }
+  }
+
+  drawSelection(ctx, v) {
+    if (!this.selection) return;
+    const picture = this.selectionImage;
+    if (picture.getAttribute("src") && picture.complete && picture.naturalWidth) {
+      ctx.globalAlpha = SELECT_ALPHA;
+      ctx.drawImage(picture, 0, 0, this.width, this.height);
+      ctx.globalAlpha = 1;
+    }
+    const box = this.picking && this.picking.box ? this.picking.box : this.selection.box;
+    if (box) {
+      const [l, t, r, b] = box;
+      ctx.setLineDash(this.picking && this.picking.box ? [6 / v.scale, 4 / v.scale] : []);
+      ctx.lineWidth = 2 / v.scale;
+      ctx.strokeStyle = "rgb(45, 127, 249)";
+      ctx.strokeRect(l, t, r - l, b - t);
+      ctx.setLineDash([]);
+    }
+    const radius = 6 / v.scale; // the same size on screen at any zoom
+    for (const [x, y, include] of [...(this.selection.points || []), ...this.pending]) {
+      ctx.beginPath();
+      ctx.arc(x, y, radius, 0, 2 * Math.PI);
+      ctx.fillStyle = CLICK_COLOURS[Boolean(include)];
+      ctx.fill();
+      ctx.lineWidth = 2 / v.scale;
+      ctx.strokeStyle = "#fff";
       ctx.stroke();
     }
   }
@@ -264,6 +328,9 @@ class Editor {
 
   refresh() {
     for (const [tool, button] of Object.entries(this.ui.tools)) button.setAttribute("aria-pressed", String(tool === this.tool));
+    this.ui.tools.select.hidden = !this.selection;
+    this.ui.exclude.hidden = this.tool !== "select";
+    this.ui.exclude.setAttribute("aria-pressed", String(this.excluding));
     this.ui.size.value = String(this.brush);
     this.ui.sizeText.textContent = `${Math.round(this.brush)} px`;
     this.ui.undo.disabled = this.past.length === 0;
@@ -275,12 +342,14 @@ class Editor {
     const zoom = Math.round((this.view.scale / (this.cssWidth / this.width)) * 100);
     this.ui.hint.textContent =
       `${this.width}×${this.height} px · view ${zoom}% · ` +
-      "Ctrl+Z undo, Ctrl+Shift+Z redo, [ ] brush size, Ctrl+wheel or pinch to zoom, Space+drag to pan";
+      (this.tool === "select"
+        ? "Select: click the object, right-click (or Exclude) what is not part of it, drag a box around it"
+        : "Ctrl+Z undo, Ctrl+Shift+Z redo, [ ] brush size, Ctrl+wheel or pinch to zoom, Space+drag to pan");
   }
 
   // --- changes ----------------------------------------------------------------------------------
   commit() {
-    this.send({ epoch: this.epoch, strokes: this.strokes });
+    this.send("strokes", { epoch: this.epoch, strokes: this.strokes });
     this.refresh();
   }
 
@@ -334,6 +403,10 @@ class Editor {
         this.refresh();
       });
     ui.size.addEventListener("input", () => this.setBrush(Number(ui.size.value)));
+    ui.exclude.addEventListener("click", () => {
+      this.excluding = !this.excluding;
+      this.refresh();
+    });
     ui.undo.addEventListener("click", () => this.undo());
     ui.redo.addEventListener("click", () => this.redo());
     ui.clear.addEventListener("click", () => this.clear());
@@ -349,6 +422,7 @@ class Editor {
     canvas.addEventListener("pointermove", (event) => this.move(event));
     canvas.addEventListener("pointerup", (event) => this.up(event));
     canvas.addEventListener("pointercancel", (event) => this.up(event, true));
+    canvas.addEventListener("contextmenu", (event) => this.tool === "select" && event.preventDefault());
     canvas.addEventListener("pointerleave", () => {
       this.hover = null;
       this.draw();
@@ -412,6 +486,9 @@ class Editor {
     } else if (this.pointerOver && ["b", "e", "r", "h"].includes(key)) {
       this.tool = { b: "brush", e: "eraser", r: "rect", h: "pan" }[key];
       this.refresh();
+    } else if (this.pointerOver && key === "s" && this.selection) {
+      this.tool = "select";
+      this.refresh();
     } else handled = false;
     if (handled) event.preventDefault();
   }
@@ -432,11 +509,39 @@ class Editor {
       this.panning = { sx: point.sx, sy: point.sy, x: this.view.x, y: this.view.y };
       return;
     }
+    if (this.tool === "select") {
+      if (event.button === 0 || event.button === 2) this.picking = { ...point, button: event.button, box: null };
+      return;
+    }
     if (event.button !== 0) return;
     const p = [this.round(point.x), this.round(point.y)];
     if (this.tool === "rect") this.current = { tool: "rect", size: 0, points: [p, p] };
     else this.current = { tool: this.tool, size: Math.round(this.brush), points: [p] };
     this.draw();
+  }
+
+  photoBox(a, b) {
+    const clip = (value, high) => this.round(Math.min(Math.max(value, 0), high));
+    return [
+      clip(Math.min(a.x, b.x), this.width),
+      clip(Math.min(a.y, b.y), this.height),
+      clip(Math.max(a.x, b.x), this.width),
+      clip(Math.max(a.y, b.y), this.height),
+    ];
+  }
+
+  pick(start, end) {
+    // A Select press ended: a box when it moved, else a click (the right button always excludes).
+    if (Math.hypot(end.sx - start.sx, end.sy - start.sy) >= DRAG_PX) {
+      const [left, top, right, bottom] = this.photoBox(start, end);
+      if (right - left >= 1 && bottom - top >= 1) this.send("box", { left, top, right, bottom });
+      return;
+    }
+    if (start.x < 0 || start.y < 0 || start.x > this.width || start.y > this.height) return;
+    const include = start.button !== 2 && !this.excluding;
+    const click = [this.round(start.x), this.round(start.y), include];
+    this.pending.push(click);
+    this.send("click", { x: click[0], y: click[1], include });
   }
 
   round(value) {
@@ -481,6 +586,13 @@ class Editor {
       this.draw();
       return;
     }
+    if (this.picking) {
+      const start = this.picking;
+      if (Math.hypot(point.sx - start.sx, point.sy - start.sy) >= DRAG_PX)
+        start.box = this.photoBox(start, point);
+      this.draw();
+      return;
+    }
     if (this.current) {
       const p = [this.round(point.x), this.round(point.y)];
       if (this.current.tool === "rect") this.current.points[1] = p;
@@ -504,6 +616,12 @@ class Editor {
       this.panning = null;
       return;
     }
+    if (this.picking) {
+      const start = this.picking;
+      this.picking = null;
+      if (!cancelled) this.pick(start, this.toImage(event));
+      return this.draw();
+    }
     const stroke = this.current;
     this.current = null;
     if (!stroke || cancelled) return this.draw();
@@ -523,7 +641,7 @@ class Editor {
 
 export default function (component) {
   const { data, parentElement, setTriggerValue } = component;
-  const send = (value) => setTriggerValue("strokes", value);
+  const send = (name, value) => setTriggerValue(name, value);
   let editor = parentElement.__maskEditor;
   if (!editor) {
     editor = new Editor(parentElement, send);

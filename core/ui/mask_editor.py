@@ -5,13 +5,19 @@ shows the mask as a translucent colour, and keeps what the user paints as stroke
 core.masks.strokes rasterises them at full resolution. The strokes live in session_state under
 `<key>.strokes` (not in the widget), so they survive page switches and can be restored after a
 reload; the component adopts them whenever their `epoch` changes (a fresh mount, a restore, a clear).
+
+Given a SelectionLayer (click to select, core/ui/select.py), the canvas also offers its Select tool, draws
+the selected mask over the photo in its own colour with the clicks that made it, and reports new clicks
+and boxes, in photo pixels, to the layer's `on_pick`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +36,8 @@ log = logging.getLogger(__name__)
 BACKGROUND_MAX_SIDE = 2048  # the photo the canvas shows (zoomable to about this detail), in pixels
 PREVIEW_WIDTH = 640
 OVERLAY_COLOUR = (255, 40, 90)  # the same colour as the canvas's mask (mask_canvas.js MASK_RGB)
+SELECTION_COLOUR = (40, 120, 255)  # a selection from clicks, apart from the painted mask
+SELECTION_MAX_SIDE = 1024  # the selection layer the canvas shows (the mask itself keeps the photo's size)
 _JS = (Path(__file__).with_name("mask_canvas.js")).read_text(encoding="utf-8")
 
 
@@ -61,6 +69,46 @@ class PhotoScale:
             max_feather=max(16, round(long / 16)),
             max_grow=max(16, round(long / 8)),
         )
+
+
+def feather_grow_ranges(scale: PhotoScale, *, key: str) -> dict[str, tuple[str, int, int]]:
+    """{request field: (widget key, low, high)} of the feather and grow sliders for a photo of this scale. The
+    keys carry the range, so a photo of another size gets fresh sliders with its own defaults; a restore
+    (History's "edit on Inpaint") sets the same keys."""
+    return {
+        "mask_blur": (f"{key}.blur.{scale.max_feather}", 0, scale.max_feather),
+        "mask_grow": (f"{key}.grow.{scale.max_grow}", -scale.max_grow, scale.max_grow),
+    }
+
+
+def mask_options(scale: PhotoScale, *, key: str) -> MaskOptions:
+    """Feather and grow (side by side, in the photo's pixels) and Invert: the options every page's mask takes."""
+    ranges = feather_grow_ranges(scale, key=key)
+    blur_column, grow_column = st.columns(2)
+    blur_key, low, high = ranges["mask_blur"]
+    mask_blur = blur_column.slider(
+        "Feather (px)",
+        low,
+        high,
+        scale.feather,
+        key=blur_key,
+        help="Soft edge of the blend, in photo pixels (the default follows the photo's size).",
+        persist_state="session",
+    )
+    grow_key, low, high = ranges["mask_grow"]
+    mask_grow = grow_column.slider(
+        "Grow / shrink (px)",
+        low,
+        high,
+        0,
+        key=grow_key,
+        help="Enlarge (+) or shrink (-) the mask, in photo pixels.",
+        persist_state="session",
+    )
+    invert_mask = st.checkbox(
+        "Invert (change everything except what is painted)", key=f"{key}.invert", persist_state="session"
+    )
+    return MaskOptions(mask_blur=mask_blur, mask_grow=mask_grow, invert_mask=invert_mask)
 
 
 def effective_masks(drawn: Image.Image, options: MaskOptions) -> tuple[Image.Image, Image.Image]:
@@ -104,6 +152,39 @@ class Drawing:
     objects: int  # how many strokes are on the canvas
 
 
+@dataclass(frozen=True)
+class SelectionLayer:
+    """What the canvas draws over the photo for click to select, and where its clicks go."""
+
+    mask: Image.Image | None  # the selected mask ("L", the photo's size), None before the first click
+    points: list  # [[x, y, include], ...] in photo pixels
+    box: list | None  # [left, top, right, bottom] in photo pixels
+    on_pick: Callable[[dict], None]  # gets {"click": {x, y, include}} or {"box": {left, top, right, bottom}}
+
+
+def _selection_png(mask: Image.Image) -> bytes:
+    """The selection as a picture: its colour where selected, transparent elsewhere (the canvas adds the
+    translucency), at most SELECTION_MAX_SIDE a side."""
+    alpha = mask.copy()
+    alpha.thumbnail((SELECTION_MAX_SIDE, SELECTION_MAX_SIDE), Image.Resampling.BILINEAR)
+    layer = Image.new("RGBA", alpha.size, (*SELECTION_COLOUR, 0))
+    layer.putalpha(alpha)
+    buffer = io.BytesIO()
+    layer.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _selection_data(selection: SelectionLayer, key: str) -> dict:
+    url = None
+    if selection.mask is not None:
+        memo = st.session_state.get(f"{key}.selection-layer-memo")
+        if memo is None or memo[0] is not selection.mask:  # encoded once per selection
+            memo = (selection.mask, _selection_png(selection.mask))
+            st.session_state[f"{key}.selection-layer-memo"] = memo
+        url = media_url(memo[1], coordinates=f"mask-editor-{key}-selection")
+    return {"image": url, "points": [list(point) for point in selection.points], "box": selection.box}
+
+
 def strokes_key(key: str) -> str:
     return f"{key}.strokes"
 
@@ -124,13 +205,24 @@ def set_strokes(key: str, image_digest: str, strokes: list) -> None:
     }
 
 
-def mask_editor(image: Image.Image, image_digest: str, *, key: str) -> Drawing:
-    """The canvas over `image` and the drawn mask at full resolution."""
+def mask_editor(
+    image: Image.Image, image_digest: str, *, key: str, selection: SelectionLayer | None = None
+) -> Drawing:
+    """The canvas over `image` and the drawn mask at full resolution; with `selection`, also the Select tool
+    and the selected mask over the photo (the returned drawing is the painted mask only)."""
     stored = st.session_state.get(strokes_key(key))
     if not stored or stored.get("doc") != image_digest:
         set_strokes(key, image_digest, [])
         stored = st.session_state[strokes_key(key)]
     scale = PhotoScale.of(image.size)
+    picks = {}
+    if selection is not None:
+        canvas_key = f"{key}.canvas"
+
+        def picked() -> None:
+            selection.on_pick(dict(st.session_state.get(canvas_key) or {}))
+
+        picks = {"on_click_change": picked, "on_box_change": picked}
     result = _canvas()(
         key=f"{key}.canvas",
         data={
@@ -141,8 +233,10 @@ def mask_editor(image: Image.Image, image_digest: str, *, key: str) -> Drawing:
             "epoch": stored["epoch"],
             "brush": scale.brush,
             "maxBrush": scale.max_brush,
+            "selection": None if selection is None else _selection_data(selection, key),
         },
         on_strokes_change=lambda: None,
+        **picks,
     )
     sent = result.get("strokes")
     if isinstance(sent, dict) and sent.get("epoch") == stored["epoch"] and isinstance(sent.get("strokes"), list):
@@ -188,8 +282,11 @@ __all__ = [
     "Drawing",
     "MaskOptions",
     "PhotoScale",
+    "SelectionLayer",
     "effective_masks",
+    "feather_grow_ranges",
     "mask_editor",
+    "mask_options",
     "mask_preview",
     "overlay",
     "set_strokes",

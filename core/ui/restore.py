@@ -19,7 +19,7 @@ from core.errors import StudioError
 from core.history import generate_fields
 from core.infotext import png_parameters
 from core.requests import SCHEDULERS
-from core.ui.mask_editor import PhotoScale
+from core.ui.mask_editor import PhotoScale, feather_grow_ranges
 from core.ui.sampling import MODEL_DEFAULT
 from core.ui.sizes import fits, label_for, presets
 
@@ -105,16 +105,13 @@ def restore_inpaint(
             state[f"{key}.{widget}"] = parameters[name]
     if isinstance(parameters.get("padding"), int):
         state[f"{key}.padding"] = parameters["padding"]
-    # Feather and grow sliders are keyed by their photo-relative range (core.ui.mask_editor.PhotoScale).
-    scale, notes = PhotoScale.of(photo_size), []
-    for name, widget, low, high in (
-        ("mask_blur", f"blur.{scale.max_feather}", 0, scale.max_feather),
-        ("mask_grow", f"grow.{scale.max_grow}", -scale.max_grow, scale.max_grow),
-    ):
+    # The feather and grow sliders' keys carry the photo's scale (core.ui.mask_editor.mask_options).
+    notes = []
+    for name, (widget, low, high) in feather_grow_ranges(PhotoScale.of(photo_size), key=key).items():
         value = parameters.get(name)
         if isinstance(value, int) and not isinstance(value, bool):
             if low <= value <= high:
-                state[f"{key}.{widget}"] = value
+                state[widget] = value
             else:
                 notes.append(f"{name} {value} is outside this photo's range ({low} to {high}); set it by hand")
     return notes
