@@ -498,8 +498,9 @@ class Editor {
     const point = this.toImage(event);
     this.pointers.set(event.pointerId, point);
     if (this.pointers.size === 2) {
-      // a second finger: the stroke in progress becomes a pinch (zoom and pan)
+      // a second finger: the stroke (or select press) in progress becomes a pinch (zoom and pan)
       this.current = null;
+      this.picking = null;
       this.pinch = this.pinchState();
       this.draw();
       return;
