@@ -18,6 +18,11 @@ grown side in crops ("strips") that hold the band plus as much of the photo besi
 So the model runs a handful of times at its working resolution whatever the photo's size: a long
 edge gets one tall strip, scaled down, rather than a row of full-resolution tiles (the cost of a
 model call does not grow with the photo; resizing and compositing grow with the band only).
+
+A remover with no working resolution of its own (OpenCV) fills each strip whole, scaled to
+`NATIVE_ENGINE_RESOLUTION`² and back: its fill of a wide band is a smooth continuation of the edge
+whatever the scale, so its cost stays that of one small call (short enough to run in process,
+core/engines/opencv.py) instead of growing with the band.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from PIL import Image
 
 from core.errors import BadParameterError
 from core.images import to_model_rgb
-from core.region import plan_fit
+from core.region import Fit, plan_fit
 
 Box = tuple[int, int, int, int]
 Remover = Callable[[Image.Image, Image.Image], Image.Image]  # (RGB, "L" mask) -> RGB of the same size
@@ -54,9 +59,11 @@ MAX_ASPECT_TERM = 100  # "16:9" terms; "1000:1" is not an aspect anyone means
 MAX_TILE_ASPECT = 3.0  # diffusion models degrade on very long, thin crops
 MAX_DOWNSCALE = 4.0  # a tile shrinks by at most this (per side) to reach the working resolution
 SEAM = 48  # pixels (at the photo's scale) over which a tile fades into its predecessor's pixels
-NOISE = 6.0
-NATIVE_ENGINE_RESOLUTION = 384  # tiles for removers that work at any size (OpenCV)
-PREFILL_SIDE = 160  # the OpenCV pre-fill's longest side  # the edge-extended start's noise (grey levels): gives a diffusion model texture to work on
+NOISE = 6.0  # the edge-extended start's noise (grey levels): gives a diffusion model texture to work on
+# The area (as a square's side) at which a native-size remover (OpenCV) fills a whole strip: a strip
+# half band, half photo then has ~33 k new pixels, which OpenCV's estimate keeps in process (< 0.5 s).
+NATIVE_ENGINE_RESOLUTION = 256
+PREFILL_SIDE = 160  # the OpenCV pre-fill's longest side
 
 
 @dataclass(frozen=True)
@@ -117,9 +124,10 @@ def sides_for_aspect(size: tuple[int, int], aspect: str, anchor: str = "center")
 # -- the new frame -----------------------------------------------------------------------------
 
 
-def extended(image: Image.Image, sides: Sides, seed: int = 0) -> tuple[Image.Image, Image.Image]:
-    """(frame, mask): the photo in its new frame with the new area edge-extended plus noise (step 1),
-    and the "L" mask, 255 over the new area. Work outside the copy of the photo follows the band."""
+def extended(image: Image.Image, sides: Sides, seed: int = 0, noise: bool = True) -> tuple[Image.Image, Image.Image]:
+    """(frame, mask): the photo in its new frame with the new area edge-extended plus noise (step 1;
+    `noise` False: edge-extended only, for a remover that replaces it all), and the "L" mask, 255 over
+    the new area. Work outside the copy of the photo follows the band."""
     pixels = np.asarray(image)
     width, height = image.size
     new_width, new_height = sides.new_size(image.size)
@@ -138,8 +146,9 @@ def extended(image: Image.Image, sides: Sides, seed: int = 0) -> tuple[Image.Ima
     for rows, columns in bands:
         band = frame[rows, columns]
         if band.size:
-            noise = rng.normal(0.0, NOISE, (*band.shape[:2], 3)).astype(np.float32)
-            band[..., :3] = np.clip(band[..., :3] + noise, 0, 255).astype(np.uint8)
+            if noise:
+                grain = rng.normal(0.0, NOISE, (*band.shape[:2], 3)).astype(np.float32)
+                band[..., :3] = np.clip(band[..., :3] + grain, 0, 255).astype(np.uint8)
             if band.shape[-1] == 4:
                 band[..., 3] = 255  # the new area is opaque
     return Image.fromarray(frame), Image.fromarray(mask)
@@ -175,11 +184,12 @@ def strips(size: tuple[int, int], sides: Sides) -> Iterator[tuple[str, Box]]:
         yield "bottom", (0, bottom - context(sides.bottom, height), new_width, new_height)
 
 
-def tiles(box: Box, side: str, working_resolution: int) -> list[Box]:
-    """The strip cut into overlapping tiles, ordered from the photo outwards (see the module doc)."""
+def tiles(box: Box, side: str, working_resolution: int, whole_strips: bool = False) -> list[Box]:
+    """The strip cut into overlapping tiles, ordered from the photo outwards (see the module doc);
+    with `whole_strips` (a native-size remover), the strip itself."""
     left, top, right, bottom = box
     width, height = right - left, bottom - top
-    if working_resolution <= 0:  # a native-size engine takes the strip whole
+    if working_resolution <= 0 or whole_strips:
         return [box]
     largest = (working_resolution * MAX_DOWNSCALE) ** 2
     across_x = side in ("left", "right")  # the strip grows outwards along x
@@ -220,8 +230,8 @@ def _spans(start: int, end: int, count: int) -> list[tuple[int, int]]:
     return [(start + round(i * step), start + round(i * step) + size) for i in range(count)]
 
 
-def tile_count(size: tuple[int, int], sides: Sides, working_resolution: int) -> int:
-    return sum(len(tiles(box, side, working_resolution)) for side, box in strips(size, sides))
+def tile_count(size: tuple[int, int], sides: Sides, working_resolution: int, whole_strips: bool = False) -> int:
+    return sum(len(tiles(box, side, working_resolution, whole_strips)) for side, box in strips(size, sides))
 
 
 # -- filling -----------------------------------------------------------------------------------
@@ -236,11 +246,13 @@ def fill(
     paint: Paint,
     prefill: Remover | None,
     seed: int = 0,
+    whole_strips: bool = False,
 ) -> Image.Image:
     """The extended image: `image` byte-identical at its place, the new area filled (steps 1-4).
 
     `paint` runs the model on one fitted tile; `prefill`, when given, first fills the tile's new
-    pixels (for generative models)."""
+    pixels (for generative models, which alone get the start's noise); `whole_strips`: one tile per
+    strip, fitted to `working_resolution` whatever its size (native-size removers)."""
     # Only the part of the new frame the strips cover is built and worked on (with a band on one
     # side of a 12 MP photo that is the band and its context, not the whole frame).
     placed = list(strips(image.size, sides))
@@ -252,13 +264,13 @@ def fill(
         (inside[0] - photo_box[0], inside[1] - photo_box[1], inside[2] - photo_box[0], inside[3] - photo_box[1])
     )
     around = Sides(left=inside[0] - left, top=inside[1] - top, right=right - inside[2], bottom=bottom - inside[3])
-    frame, new_area = extended(part, around, seed)
+    frame, new_area = extended(part, around, seed, noise=prefill is not None)
     canvas = np.asarray(frame).copy()
     is_new = np.asarray(new_area) > 0
     done = np.zeros_like(is_new)
     index = 0
     for side, strip in placed:
-        for box in tiles(strip, side, working_resolution):
+        for box in tiles(strip, side, working_resolution, whole_strips):
             x0, y0, x1, y1 = box[0] - left, box[1] - top, box[2] - left, box[3] - top
             todo = is_new[y0:y1, x0:x1] & ~done[y0:y1, x0:x1]
             if not todo.any():
@@ -270,8 +282,8 @@ def fill(
             fitted, fitted_mask = fit.apply(region), fit.apply(model_mask, is_mask=True)
             if prefill is not None:
                 fitted = _prefilled(fitted, fitted_mask, prefill)
-            painted = np.asarray(fit.restore(paint(fitted, fitted_mask, index)).convert("RGB"), np.float32)
-            _blend_into(canvas[y0:y1, x0:x1], painted, weight)
+            answer = paint(fitted, fitted_mask, index)
+            _blend_into(canvas[y0:y1, x0:x1], answer, fit, weight)
             done[y0:y1, x0:x1] |= todo
             index += 1
     result = Image.new(image.mode, sides.new_size(image.size))
@@ -292,14 +304,33 @@ def _blend_weight(todo: np.ndarray, is_new: np.ndarray) -> np.ndarray:
     return weight
 
 
-def _blend_into(target: np.ndarray, painted: np.ndarray, weight: np.ndarray) -> None:
-    """Blend in place, only over the bounding box of a non-zero weight (the rest stays as it is)."""
+def _blend_into(target: np.ndarray, answer: Image.Image, fit: Fit, weight: np.ndarray) -> None:
+    """Blend the model's `answer` (at the fitted size) into the tile `target` in place. Only the
+    bounding box of a non-zero weight is scaled back (the part over the photo's context is never
+    used: with a band on one side that halves the upscale) and only partial weights are blended."""
     rows, columns = np.flatnonzero(weight.any(axis=1)), np.flatnonzero(weight.any(axis=0))
-    box = np.s_[rows[0] : rows[-1] + 1, columns[0] : columns[-1] + 1]
-    weight, painted = weight[box][..., None], painted[box]
-    colour = target[box][..., :3].astype(np.float32)
-    blended = np.rint(colour + (painted - colour) * weight)
-    target[box][..., :3] = np.where(weight > 0, blended, colour).astype(np.uint8)
+    top, bottom, left, right = rows[0], rows[-1] + 1, columns[0], columns[-1] + 1
+    painted = np.asarray(_restored(answer, fit, (left, top, right, bottom)))
+    weight, colour = weight[top:bottom, left:right], target[top:bottom, left:right, :3]
+    np.copyto(colour, painted, where=(weight >= 1.0)[..., None])
+    partial = (weight > 0) & (weight < 1.0)
+    if partial.any():
+        share = weight[partial][:, None]
+        before = colour[partial].astype(np.float32)
+        colour[partial] = np.rint(before + (painted[partial] - before) * share).astype(np.uint8)
+
+
+def _restored(answer: Image.Image, fit: Fit, box: Box) -> Image.Image:
+    """`fit.restore(answer).crop(box)` without scaling the rest of the tile: PIL resamples just the
+    box's part of the source (the same filter over the same pixels, to a grey level of rounding)."""
+    scaled = answer.convert("RGB").crop((0, 0, *fit.scaled_size))
+    left, top, right, bottom = box
+    if fit.scaled_size == fit.original_size:
+        return scaled.crop(box)
+    scale_x = fit.scaled_size[0] / fit.original_size[0]
+    scale_y = fit.scaled_size[1] / fit.original_size[1]
+    source = (left * scale_x, top * scale_y, right * scale_x, bottom * scale_y)
+    return scaled.resize((right - left, bottom - top), Image.Resampling.LANCZOS, box=source)
 
 
 def _prefilled(image: Image.Image, mask: Image.Image, prefill: Remover) -> Image.Image:

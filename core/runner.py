@@ -171,7 +171,7 @@ class Studio:
             image_digests = {"image": image_digest(request.image)}
             _check_extended_size(request.sides().new_size(request.image.size), self.image_limits)
             side = outpaint_resolution(spec)
-            tiles = outpaint.tile_count(request.image.size, request.sides(), side)
+            tiles = outpaint.tile_count(request.image.size, request.sides(), side, whole_strips(spec))
             work_pixels = side * side
             total_steps = tiles * kind.total_steps(request.num_inference_steps, request.strength, 1)
         else:
@@ -277,6 +277,7 @@ class Studio:
             paint=paint,
             prefill=self._prefill(request) if spec.generative else None,
             seed=request.seed,
+            whole_strips=whole_strips(spec),
         )
         return (image,), (any(flags),)
 
@@ -324,6 +325,11 @@ def outpaint_resolution(spec: ModelSpec) -> int:
     """The side an outpaint tile is worked at: the model's, or (native-size removers) a size at which
     OpenCV's fill stays quick; the band is smooth fill either way."""
     return spec.working_resolution or outpaint.NATIVE_ENGINE_RESOLUTION
+
+
+def whole_strips(spec: ModelSpec) -> bool:
+    """A native-size remover fills each strip in one call at `outpaint_resolution` (see core.outpaint)."""
+    return not spec.generative and not spec.working_resolution
 
 
 def _check_extended_size(size: tuple[int, int], limits: ImageLimits) -> None:

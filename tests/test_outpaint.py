@@ -159,6 +159,31 @@ def test_outpaint_with_opencv_is_cached_keeps_the_photo_and_carries_its_paramete
     assert np.array_equal(np.asarray(studio.stored_result(result.key, coffee).images[0]), np.asarray(image))
 
 
+def test_opencv_fills_each_strip_once_at_a_bounded_size_in_process(tmp_path, coffee, monkeypatch):
+    from core.engines import opencv
+
+    studio = _studio(tmp_path)
+    engine = studio.pool.get(studio.catalogue.get("opencv-telea"))
+    calls, original = [], engine.inpaint
+
+    def recording(image, mask, request, report):
+        calls.append((image.size, int(np.count_nonzero(np.asarray(mask)))))
+        return original(image, mask, request, report)
+
+    monkeypatch.setattr(engine, "inpaint", recording)
+    monkeypatch.setattr(opencv, "_inpaint_in_child", None)  # a call into the child process would fail
+    photo = coffee.resize((1800, 1200))
+    result = studio.run(studio.prepare(OutpaintRequest(model="opencv-telea", image=photo, right=700, top=300)))
+    assert len(calls) == 2  # one call per strip (right, then top), whatever their length
+    for (width, height), masked in calls:
+        assert width * height <= 1.05 * outpaint.NATIVE_ENGINE_RESOLUTION**2
+        assert opencv.estimated_seconds(masked, 5) < opencv.IN_PROCESS_S
+    image = np.asarray(result.images[0])
+    assert image.shape == (1500, 2500, 3)
+    assert np.array_equal(image[300:, :1800], np.asarray(photo))
+    assert image[:300].std() > 1 and image[:, 1800:].std() > 1  # the bands are filled, not flat
+
+
 def test_outpaint_beyond_the_image_limits_is_refused_before_any_work(tmp_path, coffee):
     studio = _studio(tmp_path)
     with pytest.raises(BadParameterError, match="limit"):
