@@ -26,6 +26,7 @@ SIDE = 1024
 CELL = 16
 TOLERANCE = 0.1
 EXCLUDE_RADIUS = 96.0
+ENCODER_FILE, DECODER_FILE = "mobile_sam_image_encoder.onnx", "sam_mask_decoder_single.onnx"
 
 
 class TinyEncoder(torch.nn.Module):
@@ -63,33 +64,38 @@ class TinyDecoder(torch.nn.Module):
         selected = (include | in_box) & ~exclude
         # A previous mask, when given, adds to the logits (SAM reads it as a dense prompt).
         low_res = torch.where(selected, 10.0, -10.0)[None, None] + has_mask_input * mask_input
-        masks = self.postprocess(low_res, orig_im_size)
+        masks = sam_postprocess(low_res, orig_im_size)
         return masks, torch.ones(1, 1), low_res
 
-    @staticmethod
-    def postprocess(masks, orig_im_size):
-        # As SamOnnxModel.mask_postprocessing.
-        masks = F.interpolate(masks, size=(SIDE, SIDE), mode="bilinear", align_corners=False)
-        scale = SIDE / orig_im_size.max()
-        prepadded = torch.floor(orig_im_size * scale + 0.5).to(torch.int64)
-        masks = masks[..., : prepadded[0], : prepadded[1]]
-        size = orig_im_size.to(torch.int64)
-        return F.interpolate(masks, size=(size[0], size[1]), mode="bilinear", align_corners=False)
 
 
-def export_tiny_sam(folder: Path) -> tuple[Path, Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    encoder, decoder = folder / "mobile_sam_image_encoder.onnx", folder / "sam_mask_decoder_single.onnx"
+def sam_postprocess(masks: torch.Tensor, orig_im_size: torch.Tensor) -> torch.Tensor:
+    """SamOnnxModel.mask_postprocessing: low-res logits -> 1024x1024, crop the padding, -> orig_im_size."""
+    masks = F.interpolate(masks, size=(SIDE, SIDE), mode="bilinear", align_corners=False)
+    scale = SIDE / orig_im_size.max()
+    prepadded = torch.floor(orig_im_size * scale + 0.5).to(torch.int64)
+    masks = masks[..., : prepadded[0], : prepadded[1]]
+    size = orig_im_size.to(torch.int64)
+    return F.interpolate(masks, size=(size[0], size[1]), mode="bilinear", align_corners=False)
+
+
+def export_encoder(encoder: torch.nn.Module, path: Path) -> Path:
+    """`encoder` exported as Acly's MobileSAM encoder: "input_image" [H, W, 3] -> "image_embeddings"."""
     torch.onnx.export(
-        TinyEncoder().eval(),
+        encoder.eval(),
         (torch.rand(768, 1024, 3) * 255,),
-        str(encoder),
+        str(path),
         input_names=["input_image"],
         output_names=["image_embeddings"],
         dynamic_axes={"input_image": {0: "height", 1: "width"}},
         opset_version=17,
         dynamo=False,
     )
+    return path
+
+
+def export_decoder(decoder: torch.nn.Module, path: Path) -> Path:
+    """`decoder` exported with SamOnnxModel's interface (single mask), any number of points."""
     inputs = (
         torch.rand(1, 256, 64, 64),
         torch.randint(0, 1024, (1, 5, 2)).float(),
@@ -99,9 +105,9 @@ def export_tiny_sam(folder: Path) -> tuple[Path, Path]:
         torch.tensor([768.0, 1024.0]),
     )
     torch.onnx.export(
-        TinyDecoder().eval(),
+        decoder.eval(),
         inputs,
-        str(decoder),
+        str(path),
         input_names=[
             "image_embeddings",
             "point_coords",
@@ -115,7 +121,15 @@ def export_tiny_sam(folder: Path) -> tuple[Path, Path]:
         opset_version=17,
         dynamo=False,
     )
-    return encoder, decoder
+    return path
+
+
+def export_tiny_sam(folder: Path) -> tuple[Path, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    return (
+        export_encoder(TinyEncoder(), folder / ENCODER_FILE),
+        export_decoder(TinyDecoder(), folder / DECODER_FILE),
+    )
 
 
 def write_sam_catalogue(path: Path, encoder: Path) -> Path:
@@ -129,7 +143,7 @@ def write_sam_catalogue(path: Path, encoder: Path) -> Path:
         "size_multiple = 1\n"
         "default_steps = 1\n"
         "default_guidance = 0.0\n"
-        'options = { decoder = "sam_mask_decoder_single.onnx" }\n',
+        f'options = {{ decoder = "{DECODER_FILE}" }}\n',
         encoding="utf-8",
     )
     return path

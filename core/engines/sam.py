@@ -102,9 +102,13 @@ class SamSegmenter:
         encoder_file, decoder_file = model_files(spec)
         available = onnxruntime.get_available_providers()
         providers = [name for name in ("CUDAExecutionProvider", "CPUExecutionProvider") if name in available]
+        # The decoder is small: one thread does a click in about the CPU time two do, without the
+        # thread pool's spinning, which on a shared CPU doubles its CPU seconds (bench/segment_click.py).
+        decoder_options = onnxruntime.SessionOptions()
+        decoder_options.intra_op_num_threads = 1
         try:
             encoder = onnxruntime.InferenceSession(str(encoder_file), providers=providers)
-            decoder = onnxruntime.InferenceSession(str(decoder_file), providers=providers)
+            decoder = onnxruntime.InferenceSession(str(decoder_file), decoder_options, providers=providers)
         except Exception as error:
             log.warning("onnxruntime could not open %s", spec.id, exc_info=True)
             raise ModelUnavailableError(
@@ -161,8 +165,11 @@ class SamSegmenter:
             "has_mask_input": np.zeros(1, np.float32),
             "orig_im_size": np.array([new_height, new_width], np.float32),
         }
+        return _mask_at(self._decode(feeds), image.size)
+
+    def _decode(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         (logits,) = self._decoder.run(["masks"], feeds)
-        return _mask_at(logits[0, 0], image.size)
+        return logits[0, 0]
 
     def close(self) -> None:
         self._encoder = self._decoder = None
@@ -172,14 +179,16 @@ class SamSegmenter:
 def _mask_at(logits: np.ndarray, size: tuple[int, int]) -> Image.Image:
     """Logits at the resized size -> a 0/255 mask at the photo's size: thresholded at 0 (SAM's
     mask_threshold) there, then scaled bilinearly and cut at half, which keeps the edge smooth and
-    costs ~20x less than scaling 12 MP of float logits."""
+    costs ~20x less than scaling 12 MP of float logits (OpenCV: ~10 ms of CPU for 12 MP, whatever
+    the selection; scaling only the selection's box with PIL was not cheaper)."""
     import cv2
 
     small = np.where(logits > 0.0, 255, 0).astype(np.uint8)
     if small.shape[::-1] == size:
         return Image.fromarray(small)
     scaled = cv2.resize(small, size, interpolation=cv2.INTER_LINEAR)
-    return Image.fromarray(cv2.threshold(scaled, 127, 255, cv2.THRESH_BINARY)[1])
+    cv2.threshold(scaled, 127, 255, cv2.THRESH_BINARY, dst=scaled)
+    return Image.fromarray(scaled)
 
 
 def _check_interface(spec: ModelSpec, encoder: Any, decoder: Any) -> int:
