@@ -13,14 +13,23 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlparse
+
+from annotated_types import Ge
+from pydantic import ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic.dataclasses import dataclass as pydantic_dataclass
+from pydantic.fields import FieldInfo
 
 from core.engines import ENGINES, EngineKind, engine_kind
 from core.errors import BadParameterError, ModelUnavailableError, UnknownModelError
+from core.requests import DEFAULT_SIDE, MIN_SIDE, Guidance, Scheduler, Steps, describe
+from core.settings import Settings
 
 BUILTIN_CATALOGUE = Path(__file__).with_name("models.toml")
-TASKS = ("txt2img", "inpaint", "segment")
+Task = Literal["txt2img", "inpaint", "segment"]
+TASKS = get_args(Task)
+EngineName = Literal[tuple(ENGINES)]  # the registry's kinds (core/engines/__init__.py)
 _ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 HOSTED_HINT = (
     'needs a Hugging Face token: set HF_TOKEN in the environment, or HF_TOKEN = "hf_..." in '
@@ -36,28 +45,97 @@ class Availability:
     detail: str  # one line for people: why not, and how to get it
 
 
-@dataclass(frozen=True)
+# What a catalogue entry may be: checked when it is built, like a request (strict: "25" is not a number).
+_ENTRY_CONFIG = ConfigDict(strict=True, extra="forbid", arbitrary_types_allowed=True)
+
+
+@pydantic_dataclass(frozen=True, kw_only=True, config=_ENTRY_CONFIG)
 class ModelSpec:
-    id: str
-    name: str
-    tasks: tuple[str, ...]
-    engine: str
-    hub: str | None = None
-    revision: str | None = None
-    file: str | None = None
-    path: str | None = None
-    url: str | None = None
-    working_resolution: int = 512  # 0 = the engine works at the image's own size
-    size_multiple: int = 8
-    max_side: int = 1024
-    default_steps: int = 25
-    default_guidance: float = 7.5
-    default_scheduler: str | None = None
-    max_images: int = 4
-    licence: str = ""
-    memory_mb: int | None = None  # peak RAM of one run on a CPU; None: estimated from the weight files
-    tiny_vae: str | None = None  # a tiny autoencoder (Hub id or local folder) for fast decode and previews
-    options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    """One catalogue entry: a `[models.ID]` table of `core/models.toml` or of `STUDIO_MODELS_FILE`.
+
+    Every field's type, default and meaning is written here once; the request schema's bounds
+    (`core.requests.Steps`, `Guidance`, `Scheduler`) apply to the defaults it gives requests.
+    """
+
+    id: Annotated[str, Field(description="The table's name: lowercase letters, digits, '.', '_', '-'.")]
+    name: Annotated[str, Field(validate_default=True, description="Display name; unset: the id.")] = ""
+    tasks: Annotated[
+        tuple[Task, ...], Field(description="What it does: txt2img, inpaint and/or segment.")
+    ]
+    engine: Annotated[EngineName, Field(description="Which engine runs it (core/engines/__init__.py).")]
+    hub: Annotated[str | None, Field(description="A Hugging Face Hub repo id, 'owner/name'.")] = None
+    revision: Annotated[str | None, Field(description="Branch, tag or commit of the hub repo.")] = None
+    file: Annotated[str | None, Field(description="A file inside the hub repo (single-file checkpoint, ONNX).")] = None
+    path: Annotated[str | None, Field(description="A local diffusers folder, .safetensors or .onnx file.")] = None
+    url: Annotated[str | None, Field(description="A huggingface.co file URL of a single-file checkpoint.")] = None
+    working_resolution: Annotated[
+        Annotated[int, Ge(0)], Field(description="Side of the square whose area it works at; 0: the image's own size.")
+    ] = DEFAULT_SIDE
+    size_multiple: Annotated[Annotated[int, Ge(1)], Field(description="Width and height are multiples of this.")] = 8
+    max_side: Annotated[Annotated[int, Ge(MIN_SIDE)], Field(description="Largest width or height it generates.")] = 1024
+    default_steps: Annotated[Steps, Field(description="Steps of a request that gives none.")] = 25
+    default_guidance: Annotated[Guidance, Field(description="Guidance of a request that gives none.")] = 7.5
+    default_scheduler: Annotated[Scheduler | None, Field(description="Sampler; unset: the pipeline's own.")] = None
+    max_images: Annotated[Annotated[int, Ge(1)], Field(description="Most images one request may ask for.")] = 4
+    licence: Annotated[str, Field(description="The weights' licence, shown to people.")] = ""
+    memory_mb: Annotated[
+        Annotated[int, Ge(1)] | None,
+        Field(description="Peak RAM of one run on a CPU, MB; unset: estimated from the weight files."),
+    ] = None
+    tiny_vae: Annotated[
+        str | None, Field(description="A tiny autoencoder (Hub id or local folder) for fast decode and previews.")
+    ] = None
+    options: Annotated[
+        Mapping[str, Any], Field(strict=False, description="Engine-specific settings (variant, config, method...).")
+    ] = field(default_factory=lambda: MappingProxyType({}))
+
+    @field_validator("id")
+    @classmethod
+    def _plain_id(cls, model_id: str) -> str:
+        if not _ID_PATTERN.match(model_id):
+            raise ValueError("uses lowercase letters, digits, '.', '_' and '-' (at most 64)")
+        return model_id
+
+    @field_validator("name")
+    @classmethod
+    def _named(cls, name: str, info: ValidationInfo) -> str:
+        return name or info.data.get("id", "")
+
+    @field_validator("tasks", mode="before")
+    @classmethod
+    def _task_list(cls, tasks: Any) -> Any:
+        if not isinstance(tasks, list | tuple) or not tasks or not set(tasks) <= set(TASKS):
+            raise ValueError(f"must be a non-empty list of {', '.join(TASKS)}, got {tasks!r}")
+        return tuple(tasks)
+
+    @field_validator("options", mode="before")
+    @classmethod
+    def _a_table(cls, options: Any) -> Any:
+        if not isinstance(options, Mapping):
+            raise ValueError(f'must be a table, e.g. {{ variant = "fp16" }}, got {options!r}')
+        return options
+
+    @field_validator("hub")
+    @classmethod
+    def _hub_id(cls, hub: str | None) -> str | None:
+        if hub is not None and not _HUB_ID_PATTERN.match(hub):
+            raise ValueError(f"must look like 'owner/name', got {hub!r}")
+        return hub
+
+    @field_validator("options")
+    @classmethod
+    def _read_only(cls, options: Mapping[str, Any]) -> Mapping[str, Any]:
+        return MappingProxyType(dict(options))
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelSpec:
+        unsupported = sorted(set(self.tasks) - engine_kind(self.engine).tasks)
+        if unsupported:
+            raise ValueError(f"tasks: the {self.engine} engine cannot do {unsupported}")
+        sources = [key for key in ("hub", "path", "url") if getattr(self, key)]
+        if len(sources) > 1:
+            raise ValueError(f"give one of hub, path or url, not {sources}")
+        return self
 
     @property
     def kind(self) -> EngineKind:
@@ -100,7 +178,7 @@ class ModelSpec:
         on a GPU, whose memory is not counted here) or need little (OpenCV)."""
         from core import devices, memory
 
-        if not self.kind.runs_locally or not devices.runs_on_cpu(os.environ.get("STUDIO_DEVICE")):
+        if not self.kind.runs_locally or not devices.runs_on_cpu(Settings.from_env().device):
             return 0
         if self.memory_mb is not None:
             need = int(self.memory_mb) * memory.MIB
@@ -131,7 +209,7 @@ class ModelSpec:
 
         if not self.kind.reads_anywhere("decoder"):
             return None
-        on_cpu = devices.runs_on_cpu(os.environ.get("STUDIO_DEVICE"))
+        on_cpu = devices.runs_on_cpu(Settings.from_env().device)
         return "fast" if on_cpu and self.tiny_vae_folder() is not None else "full"
 
     def _local_weight_files(self) -> list[Path]:
@@ -217,10 +295,10 @@ class Catalogue:
 
     @classmethod
     def load(cls, extra_file: Path | None = None) -> Catalogue:
-        tables = _read_models(BUILTIN_CATALOGUE)
+        specs = _read_models(BUILTIN_CATALOGUE)
         if extra_file is not None:
-            tables.update(_read_models(extra_file))
-        return cls(_spec_from_table(model_id, table) for model_id, table in tables.items())
+            specs.update(_read_models(extra_file))  # an entry with an existing id replaces that model
+        return cls(specs.values())
 
     def __iter__(self):
         return iter(self._specs.values())
@@ -251,7 +329,7 @@ class Catalogue:
         None (the first model that can run)."""
         from core import devices
 
-        if not devices.runs_on_cpu(os.environ.get("STUDIO_DEVICE")):
+        if not devices.runs_on_cpu(Settings.from_env().device):
             return None
         for spec in self.for_task(task):
             if not spec.kind.runs_locally and spec.availability().ready:
@@ -295,7 +373,8 @@ def local_pipeline_spec(folder: Path) -> ModelSpec:
     )
 
 
-def _read_models(path: Path) -> dict[str, dict[str, Any]]:
+def _read_models(path: Path) -> dict[str, ModelSpec]:
+    """The entries of one catalogue file; a bad one is one line naming the file, the entry and the field."""
     try:
         with open(path, "rb") as handle:
             document = tomllib.load(handle)
@@ -306,36 +385,19 @@ def _read_models(path: Path) -> dict[str, dict[str, Any]]:
     models = document.get("models", {})
     if not isinstance(models, dict):
         raise BadParameterError(f"{Path(path).name}: [models] must be a table of models")
-    return dict(models)
+    return {model_id: _entry(Path(path).name, model_id, table) for model_id, table in models.items()}
 
 
-_FIELDS = {name for name in ModelSpec.__dataclass_fields__ if name != "id"}
-
-
-def _spec_from_table(model_id: str, table: Mapping[str, Any]) -> ModelSpec:
-    where = f"model {model_id!r}"
-    if not _ID_PATTERN.match(model_id):
-        raise BadParameterError(f"{where}: ids use lowercase letters, digits, '.', '_' and '-'")
-    unknown = set(table) - _FIELDS
-    if unknown:
-        raise BadParameterError(f"{where}: unknown field(s) {sorted(unknown)}")
-    values = dict(table)
-    values.setdefault("name", model_id)
-    values["tasks"] = tuple(values.get("tasks", ()))
-    if not values["tasks"] or any(task not in TASKS for task in values["tasks"]):
-        raise BadParameterError(f"{where}: tasks must be a non-empty list of {list(TASKS)}")
-    if values.get("engine") not in ENGINES:
-        raise BadParameterError(f"{where}: engine must be one of {list(ENGINES)}")
-    unsupported = set(values["tasks"]) - ENGINES[values["engine"]].tasks
-    if unsupported:
-        raise BadParameterError(f"{where}: the {values['engine']} engine cannot do {sorted(unsupported)}")
-    sources = [key for key in ("hub", "path", "url") if values.get(key)]
-    if len(sources) > 1:
-        raise BadParameterError(f"{where}: give one of hub, path or url, not {sources}")
-    if values.get("hub") and not _HUB_ID_PATTERN.match(values["hub"]):
-        raise BadParameterError(f"{where}: hub must look like 'owner/name'")
-    values["options"] = MappingProxyType(dict(values.get("options", {})))
+def _entry(file_name: str, model_id: str, table: Any) -> ModelSpec:
+    where = f"{file_name}: model {model_id!r}"
+    if not isinstance(table, dict):
+        raise BadParameterError(f"{where}: must be a table of fields ([models.{model_id}])")
+    if "id" in table:
+        raise BadParameterError(f"{where}: id: unknown field (the id is the table's name)")
     try:
-        return ModelSpec(id=model_id, **values)
-    except TypeError as error:
-        raise BadParameterError(f"{where}: {error}") from None
+        return ModelSpec(**table, id=model_id)
+    except ValidationError as error:
+        raise BadParameterError(f"{where}: {describe(error.errors(), ENTRY_FIELDS)}") from None
+
+
+ENTRY_FIELDS: Mapping[str, FieldInfo] = MappingProxyType(dict(ModelSpec.__pydantic_fields__))

@@ -14,7 +14,7 @@ from core.errors import BadParameterError
 if TYPE_CHECKING:
     import torch
 
-_KINDS = ("cuda", "mps", "cpu")
+DEVICE_KINDS = ("cuda", "mps", "cpu")
 
 
 def _usable(device: str) -> bool:
@@ -37,12 +37,12 @@ def pick_device(preferred: str | None = None) -> str:
     otherwise the best available one, cuda > mps > cpu."""
     if preferred is not None and preferred.strip():
         device = preferred.strip().lower()
-        if device.partition(":")[0] not in _KINDS:
-            raise BadParameterError(f"device must be one of {', '.join(_KINDS)} (cuda may name a GPU: cuda:1), got {preferred!r}")
+        if device.partition(":")[0] not in DEVICE_KINDS:
+            raise BadParameterError(f"device must be one of {', '.join(DEVICE_KINDS)} (cuda may name a GPU: cuda:1), got {preferred!r}")
         if not _usable(device):
             raise BadParameterError(f"device {device!r} is not available on this machine; use {pick_device()!r} or leave it unset")
         return device
-    return next(kind for kind in _KINDS if _usable(kind))
+    return next(kind for kind in DEVICE_KINDS if _usable(kind))
 
 
 def pick_dtype(device: str) -> torch.dtype:

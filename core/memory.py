@@ -18,14 +18,15 @@ models run on the CPU only.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.settings import ENV_PREFIX, Settings
+
 MIB = 1024 * 1024
 GIB = 1024 * MIB
-LIMIT_ENV = "STUDIO_MEMORY_LIMIT_MB"
+LIMIT_ENV = ENV_PREFIX + "MEMORY_LIMIT_MB"  # named where a refusal says where its figure came from
 _UNLIMITED = 1 << 60  # cgroup v1 writes "no limit" as a number near 2**63
 _WEIGHT_SUFFIXES = (".safetensors", ".onnx")
 
@@ -46,15 +47,11 @@ def gigabytes(count: int) -> str:
     return f"{count / 1e9:.1f}"
 
 
-def budget(environ: os._Environ | dict | None = None) -> Budget:
-    env = os.environ if environ is None else environ
-    raw = (env.get(LIMIT_ENV) or "").strip()
-    if raw:
-        try:
-            megabytes = int(raw)
-        except ValueError:
-            raise ValueError(f"{LIMIT_ENV} must be a whole number of MB, got {raw!r}") from None
-        return Budget(max(0, megabytes) * MIB, LIMIT_ENV)
+def budget(environ: Mapping[str, str] | None = None) -> Budget:
+    """The memory models may use: `STUDIO_MEMORY_LIMIT_MB` from `environ` (default: the process's)."""
+    limit_mb = Settings.from_env(environ).memory_limit_mb
+    if limit_mb is not None:
+        return Budget(limit_mb * MIB, LIMIT_ENV)
     limits = [limit for limit in (cgroup_limit(), address_space_limit()) if limit is not None]
     if limits:
         return Budget(min(limits), "its memory limit")

@@ -21,11 +21,12 @@ import dataclasses
 import functools
 import math
 import secrets
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
 from annotated_types import Ge, Gt, Le, MaxLen
 from PIL import Image
-from pydantic import ConfigDict, Field, ValidationError
+from pydantic import AllowInfNan, ConfigDict, Field, ValidationError
 from pydantic.dataclasses import dataclass
 from pydantic.fields import FieldInfo
 from pydantic.json_schema import SkipJsonSchema
@@ -40,6 +41,10 @@ MAX_PROMPT_CHARS = 2000
 MAX_STEPS = 150
 MAX_GUIDANCE = 30.0
 MIN_SIDE = 64
+DEFAULT_SIDE = 512  # generated when neither the request nor the model's catalogue entry gives a size
+# The strength of an edit of the whole image (no mask) on the client APIs: it keeps the picture's
+# composition, as AUTOMATIC1111's img2img does at its default denoising strength (also 0.75).
+WHOLE_IMAGE_STRENGTH = 0.75
 MAX_MASK_PIXELS = 512  # blur / grow / padding bounds, in image pixels
 MAX_PADDING = 2048
 
@@ -49,6 +54,10 @@ assert get_args(Decoder) == DECODERS
 SCHEDULERS = ("Euler", "Euler a", "DPM++ 2M", "DPM++ 2M Karras", "DDIM", "UniPC", "LCM", "PNDM")
 Scheduler = Literal["Euler", "Euler a", "DPM++ 2M", "DPM++ 2M Karras", "DDIM", "UniPC", "LCM", "PNDM"]
 assert get_args(Scheduler) == SCHEDULERS
+
+# Bounds shared by a request's field and the catalogue's default for it (`core.catalogue.ModelSpec`).
+Steps = Annotated[int, Ge(1), Le(MAX_STEPS)]
+Guidance = Annotated[float, Ge(0.0), Le(MAX_GUIDANCE), AllowInfNan(False)]
 
 # Fields the runner reads for every engine (which model; how the mask is shaped and the region cut):
 # they are in every cache key, whatever the engine declares.
@@ -118,12 +127,12 @@ class _Request:
         Annotated[str, MaxLen(MAX_PROMPT_CHARS), Cli("--negative")], Field(description="What to avoid.")
     ] = ""
     num_inference_steps: Annotated[
-        Annotated[int, Ge(1), Le(MAX_STEPS), Cli("--steps")] | None,
+        Annotated[Steps, Cli("--steps")] | None,
         Field(description="Denoising steps; unset: the model's default."),
     ] = None
     guidance_scale: Annotated[
-        Annotated[float, Ge(0.0), Le(MAX_GUIDANCE), Cli("--guidance")] | None,
-        Field(allow_inf_nan=False, description="How strictly to follow the prompt; unset: the model's default."),
+        Annotated[Guidance, Cli("--guidance")] | None,
+        Field(description="How strictly to follow the prompt; unset: the model's default."),
     ] = None
     seed: Annotated[
         Annotated[int, Ge(0), Le(MAX_SEED)] | None,
@@ -207,7 +216,7 @@ class GenerateRequest(_Request):
     ] = 1
 
     def _model_defaults(self, spec: ModelSpec) -> dict[str, Any]:
-        side = spec.working_resolution or 512
+        side = spec.working_resolution or DEFAULT_SIDE
         return {
             "width": side if self.width is None else self.width,
             "height": side if self.height is None else self.height,
@@ -406,9 +415,11 @@ VALUE_ERRORS = frozenset(
 )
 
 
-def describe(errors: list[dict[str, Any]]) -> str:
-    """Pydantic's errors as one line in the requests' words: `field must be ..., got value`."""
-    known = {**fields(GenerateRequest), **fields(InpaintRequest), **fields(OutpaintRequest)}
+def describe(errors: list[dict[str, Any]], known: Mapping[str, FieldInfo] | None = None) -> str:
+    """Pydantic's errors as one line in the requests' words (or those of `known` fields, e.g. a catalogue
+    entry's): `field must be ..., got value`."""
+    if known is None:
+        known = {**fields(GenerateRequest), **fields(InpaintRequest), **fields(OutpaintRequest)}
     parts = []
     for detail in errors[:3]:
         names = [str(part) for part in detail.get("loc", ()) if str(part) in known]
@@ -422,6 +433,9 @@ def describe(errors: list[dict[str, Any]]) -> str:
         elif detail["type"] == "string_too_long":
             length, limit = len(detail.get("input", "")), detail.get("ctx", {}).get("max_length")
             parts.append(f"{name} is {length} characters; the limit is {limit}")
+        elif detail["type"] == "value_error":  # a validator's own words: "must ..." after the field's name
+            said = str(detail.get("ctx", {}).get("error", detail.get("msg", "is not valid")))
+            parts.append(f"{name} {said}" if name else said)
         elif name in known:
             parts.append(f"{name} {rule(known[name])}, got {_shown(detail.get('input'))}")
         else:

@@ -7,17 +7,21 @@ with one line naming the variable: `SettingsError`.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from types import NoneType, UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
 
 import platformdirs
 from annotated_types import Ge, Gt
-from pydantic import Field, ValidationError, field_validator
+from pydantic import AllowInfNan, Field, SecretStr, ValidationError, field_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from core.devices import DEVICE_KINDS
 from core.errors import StudioError
 
 ENV_PREFIX = "STUDIO_"
@@ -41,7 +45,9 @@ class ImageLimits:
 
 Positive = Annotated[int, Ge(1)]
 NotNegative = Annotated[int, Ge(0)]
-PositiveSeconds = Annotated[float, Gt(0)]
+PositiveSeconds = Annotated[float, Gt(0), AllowInfNan(False)]
+NotNegativeSeconds = Annotated[float, Ge(0), AllowInfNan(False)]
+QUEUE_URL_SCHEMES = ("sqlite:///", "redis://", "rediss://", "unix://")
 
 
 class Settings(BaseSettings):
@@ -60,19 +66,52 @@ class Settings(BaseSettings):
     max_jobs_per_session: Positive = Field(4, description="unfinished jobs per browser tab or API client")
     abandon_after_s: Positive = Field(60, description="a page's job nobody has watched for this long is cancelled")
     max_body_mb: NotNegative = Field(50, description="largest API request body")
-    device: str | None = Field(None, description="cuda, mps or cpu; unset: the best available")
+    memory_limit_mb: Positive | None = Field(
+        None, description="memory models may use, in MB; unset: the cgroup limit, else the RAM available"
+    )
+    device: str | None = Field(None, description="the device models run on; unset: the best available")
+    openvino: bool = Field(True, description="SD UNets run with OpenVINO on a CPU; false keeps them on PyTorch")
+    safety_checker: bool = Field(True, description="run the safety checker of models that ship one")
     queue_url: str | None = Field(
-        None, description="redis://host:port/db for several machines; unset: SQLite in cache_dir"
+        None, description="the job store several machines share; unset: SQLite in cache_dir"
     )
     workers: NotNegative = Field(1, description="in-process workers of the app; 0 = a pure front-end")
     lease_s: PositiveSeconds = Field(
         30.0, description="a running job whose worker stopped renewing is retried after this"
     )
+    api_sync_timeout_s: PositiveSeconds = Field(
+        300.0, description="longest a synchronous API call waits before answering 504; the job goes on"
+    )
+    api_key: SecretStr | None = Field(None, description="when set, the APIs require it (Bearer or Basic password)")
+    page_password: SecretStr | None = Field(None, description="when set, the pages ask for it once per session")
+    max_opencv_seconds: NotNegativeSeconds = Field(
+        120.0, description="OpenCV work estimated longer than this is refused; 0 = no limit"
+    )
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, **_other_sources):  # noqa: ANN001
+        """`from_env` alone reads the environment (blank = the default; a mapping it is given is all
+        there is), so pydantic-settings' own sources are off: they would read os.environ again."""
+        return (init_settings,)
 
     @field_validator("cache_dir", "models_file")
     @classmethod
     def _home_expanded(cls, path: Path | None) -> Path | None:
         return None if path is None else path.expanduser()
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, device: str | None) -> str | None:
+        if device is not None and device.lower().partition(":")[0] not in DEVICE_KINDS:
+            raise ValueError(f"one of {', '.join(DEVICE_KINDS)} (cuda may name a GPU: cuda:1)")
+        return device
+
+    @field_validator("queue_url")
+    @classmethod
+    def _known_queue_url(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(QUEUE_URL_SCHEMES):
+            raise ValueError("redis://host:port/db (or rediss://, unix://) or sqlite:///path")
+        return url
 
     @property
     def cache_max_bytes(self) -> int:
@@ -90,31 +129,46 @@ class Settings(BaseSettings):
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """The settings from `environ` (default: the process environment); blank variables mean the default."""
         env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        for name in cls.model_fields:
-            raw = env.get(ENV_PREFIX + name.upper())
-            if raw is not None and raw.strip():
-                values[name] = raw.strip()
-        try:
-            return cls.model_validate(values)  # not cls(**values): that would read os.environ again
-        except ValidationError as error:
-            raise SettingsError(_one_line(error, values)) from None
+        given = ((name, env.get(ENV_PREFIX + name.upper(), "").strip()) for name in cls.model_fields)
+        return _validated(tuple((name, raw) for name, raw in given if raw))
+
+
+@functools.lru_cache(maxsize=64)
+def _validated(values: tuple[tuple[str, str], ...]) -> Settings:
+    """Settings are read on every request and cache key: the same variables give the same (frozen) object."""
+    try:
+        return Settings(**dict(values))
+    except ValidationError as error:
+        raise SettingsError(_one_line(error, dict(values))) from None
 
 
 def _one_line(error: ValidationError, values: Mapping[str, Any]) -> str:
     detail = error.errors()[0]
     name = str(detail["loc"][0]) if detail.get("loc") else ""
     field = Settings.model_fields.get(name)
-    variable = ENV_PREFIX + name.upper()
-    metadata = getattr(field, "metadata", ())
-    minimum = next((item.ge for item in metadata if hasattr(item, "ge")), None)
-    if field is not None and field.annotation is int:
-        wanted = "a whole number" + (f" of at least {minimum}" if minimum else "")
-    elif field is not None and field.annotation is float:
-        wanted = "a positive number" if any(hasattr(item, "gt") for item in metadata) else "a number"
-    else:
-        wanted = detail.get("msg", "a valid value").lower()
-    return f"{variable} must be {wanted} ({field.description if field else 'see the README'}), got {values.get(name)!r}"
+    if field is None:
+        return f"a STUDIO_ variable is not right: {detail.get('msg', '')}"
+    wanted = _wanted(field) or str(detail.get("msg", "a valid value")).removeprefix("Value error, ")
+    return f"{ENV_PREFIX}{name.upper()} must be {wanted} ({field.description}), got {values.get(name)!r}"
 
 
-__all__ = ["ENV_PREFIX", "ImageLimits", "Settings", "SettingsError"]
+def _wanted(field: FieldInfo) -> str | None:
+    """What a field takes, in words, from its type and bounds (None: its validator says)."""
+    annotation, metadata = field.annotation, list(field.metadata)
+    if get_origin(annotation) in (Union, UnionType):  # X | None: unset is the default, so say what X takes
+        annotation = next(arg for arg in get_args(annotation) if arg is not NoneType)
+    if get_origin(annotation) is Annotated:
+        annotation, *constraints = get_args(annotation)
+        metadata += constraints
+    at_least = next((item.ge for item in metadata if isinstance(item, Ge)), None)
+    above = next((item.gt for item in metadata if isinstance(item, Gt)), None)
+    if annotation is bool:
+        return "true or false (1/0, yes/no, on/off)"
+    if annotation is int:
+        return "a whole number" + (f" of at least {at_least}" if at_least else "")
+    if annotation is float:
+        return "a positive number" if above == 0 else "a number, 0 or more" if at_least == 0 else "a number"
+    return None
+
+
+__all__ = ["ENV_PREFIX", "QUEUE_URL_SCHEMES", "ImageLimits", "Settings", "SettingsError"]

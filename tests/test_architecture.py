@@ -85,3 +85,23 @@ def test_the_engine_kind_check_catches_what_it_is_for():
     allowed = ['engine="diffusers",', 'name = "opencv-telea"', "if spec.kind.generative:"]
     assert all(ENGINE_KIND_COMPARISONS.search(line) for line in caught)
     assert not any(ENGINE_KIND_COMPARISONS.search(line) for line in allowed)
+
+
+ENVIRONMENT_READ = re.compile(r"\b(os\.environ|environ\.get|getenv)\b")
+STUDIO_NAME = re.compile(r"""^([A-Z_]+)\s*=\s*["']STUDIO_""", re.MULTILINE)
+
+
+def test_studio_variables_are_read_only_by_the_settings():
+    """Every `STUDIO_*` variable is a field of core/settings.py (type, default, bound, meaning in one place):
+    no other module reads one from the environment, by its name or through a constant holding it."""
+    sources = [*(ROOT / "core").rglob("*.py"), *(ROOT / "pages").glob("*.py"), ROOT / "Home.py"]
+    offenders = []
+    for path in sources:
+        if path == ROOT / "core" / "settings.py":
+            continue
+        text = path.read_text()
+        names = ["STUDIO_", *STUDIO_NAME.findall(text)]
+        for number, line in enumerate(text.splitlines(), 1):
+            if ENVIRONMENT_READ.search(line) and any(name in line for name in names):
+                offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+    assert offenders == []

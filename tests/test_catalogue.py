@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import pytest
 
-from core.catalogue import Catalogue
+from core.catalogue import ENTRY_FIELDS, Catalogue
 from core.errors import BadParameterError, ModelUnavailableError, UnknownModelError
+from core.requests import GenerateRequest, fields, rule
 
 REQUIRED_DEFAULTS = {
     "opencv-telea": None,
@@ -51,20 +55,66 @@ def test_user_file_adds_and_overrides_models(tmp_path):
 @pytest.mark.parametrize(
     "body, message",
     [
-        ('[models.x]\ntasks = ["paint"]\nengine = "opencv"', "tasks"),
-        ('[models.x]\ntasks = ["inpaint"]\nengine = "magic"', "engine"),
-        ('[models.x]\ntasks = ["inpaint"]\nengine = "diffusers"\nhub = "a/b"\npath = "/x"', "one of hub"),
-        ('[models.x]\ntasks = ["inpaint"]\nengine = "diffusers"\nhub = "../etc"', "owner/name"),
-        ('[models."../x"]\ntasks = ["inpaint"]\nengine = "opencv"', "ids use"),
-        ('[models.x]\ntasks = ["inpaint"]\nengine = "opencv"\ncolour = 3', "unknown field"),
+        ('[models.x]\ntasks = ["paint"]\nengine = "opencv"', "model 'x': tasks must be a non-empty list of"),
+        ('[models.x]\ntasks = ["inpaint"]\nengine = "magic"', "model 'x': engine must be one of opencv, diffusers"),
+        ('[models.x]\ntasks = ["inpaint"]\nengine = "diffusers"\nhub = "a/b"\npath = "/x"', "model 'x': give one of hub"),
+        ('[models.x]\ntasks = ["inpaint"]\nengine = "diffusers"\nhub = "../etc"', "model 'x': hub must look like 'owner/name'"),
+        ('[models."../x"]\ntasks = ["inpaint"]\nengine = "opencv"', "model '../x': id uses lowercase"),
+        ('[models.x]\ntasks = ["inpaint"]\nengine = "opencv"\ncolour = 3', "model 'x': colour: unknown field"),
+        ('[models.x]\ntasks = ["txt2img"]\nengine = "opencv"', "model 'x': tasks: the opencv engine cannot do ['txt2img']"),
+        ('[models.x]\nengine = "opencv"', "model 'x': tasks is required"),
+        ('[models.x]\ntasks = ["inpaint"]\nengine = "opencv"\ndefault_steps = "25"', "default_steps must be a whole number from 1 to 150, got '25'"),
+        ('[models.x]\ntasks = ["inpaint"]\nengine = "opencv"\ndefault_guidance = 31', "default_guidance must be a number in [0, 30], got 31"),
+        ('[models.x]\ntasks = ["inpaint"]\nengine = "opencv"\ndefault_scheduler = "Euler A"', "default_scheduler must be one of Euler, Euler a,"),
+        ('[models.x]\ntasks = ["inpaint"]\nengine = "opencv"\nmemory_mb = 0', "memory_mb must be a whole number of at least 1, got 0"),
+        ('[models.x]\ntasks = ["inpaint"]\nengine = "opencv"\noptions = 3', "model 'x': options must be a table"),
+        ('[models]\nx = 3', "model 'x': must be a table of fields"),
         ("[models.x\n", "not valid TOML"),
     ],
 )
-def test_bad_catalogue_files_are_refused_with_a_message(tmp_path, body, message):
+def test_a_bad_catalogue_entry_is_one_line_naming_the_file_the_entry_and_the_field(tmp_path, body, message):
     extra = tmp_path / "bad.toml"
     extra.write_text(body)
-    with pytest.raises(BadParameterError, match=message):
+    with pytest.raises(BadParameterError) as raised:
         Catalogue.load(extra)
+    said = str(raised.value)
+    assert "bad.toml" in said and message in said and "\n" not in said, said
+
+
+def test_an_entry_takes_the_schema_defaults():
+    """What a table leaves out comes from ModelSpec (the one place the defaults are written)."""
+    spec = _only_entry('[models.x]\ntasks = ["inpaint"]\nengine = "opencv"\n')
+    for name, field in ENTRY_FIELDS.items():
+        if name in ("id", "name", "tasks", "engine", "options"):
+            continue
+        assert getattr(spec, name) == field.default, name
+    assert spec.name == "x" and dict(spec.options) == {}
+
+
+def test_the_catalogue_defaults_obey_the_request_bounds():
+    """A model's default steps, guidance and scheduler are refused by the catalogue exactly where a
+    request would refuse them: the bounds are the request schema's, not a copy."""
+    request_fields = fields(GenerateRequest)
+    for entry_field, request_field in [
+        ("default_steps", "num_inference_steps"),
+        ("default_guidance", "guidance_scale"),
+        ("default_scheduler", "scheduler"),
+    ]:
+        assert rule(ENTRY_FIELDS[entry_field]) == rule(request_fields[request_field])
+
+
+def test_the_readme_example_entry_is_a_valid_entry():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    example = readme[readme.index("[models.my-inpainter]") : readme.index("```", readme.index("[models.my-inpainter]"))]
+    spec = _only_entry(example, model_id="my-inpainter")
+    assert spec.default_scheduler == "DPM++ 2M" and spec.memory_mb == 5300
+
+
+def _only_entry(body: str, model_id: str = "x"):
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "models.toml"
+        path.write_text(body)
+        return Catalogue.load(path).get(model_id)
 
 
 @pytest.mark.parametrize("model_id", ["/etc", "../x", "weights.bin", "stabilityai/sd-turbo", "", "x" * 500])

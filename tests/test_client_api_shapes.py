@@ -15,6 +15,7 @@ from core.api import a1111_shapes as a1111
 from core.api import openai_routes, openai_shapes
 from core.api.errors import Failure
 from core.errors import BadMaskError, BadParameterError, UnknownModelError
+from core.requests import WHOLE_IMAGE_STRENGTH, GenerateRequest, InpaintRequest, default
 from core.settings import ImageLimits
 
 
@@ -85,6 +86,21 @@ def test_img2img_without_a_mask_edits_the_whole_image_and_numbers_seeds_as_a1111
         Image.new("L", image.size, 255),
     )
     assert not masked[0].whole_image and (masked[0].padding, masked[0].mask_blur) == (8, 2)
+
+
+def test_what_a_client_leaves_out_takes_the_request_schemas_defaults(tiny_catalogue):
+    """The client bodies keep their own shapes, but a field a client omits gets core/requests.py's default
+    (read from the schema, not a copy), and whole-image edits one strength on both surfaces."""
+    spec, image = tiny_catalogue.get("tiny-sd-inpaint"), Image.new("RGB", (96, 64), "grey")
+    masked, _ = a1111.inpaint_requests(a1111.Img2ImgBody(init_images=["x"]), spec, image, Image.new("L", (96, 64), 255))
+    for name in ("mask_blur", "padding", "mask_grow", "num_inference_steps", "guidance_scale"):
+        assert getattr(masked[0], name) == default(InpaintRequest, name), name
+    whole_a1111, _ = a1111.inpaint_requests(a1111.Img2ImgBody(init_images=["x"]), spec, image, None)
+    whole_openai = openai_shapes.edit_requests(spec, image, None, "a cat", 1)
+    assert whole_a1111[0].strength == whole_openai[0].strength == WHOLE_IMAGE_STRENGTH
+    generated = openai_shapes.generate_request(openai_shapes.GenerationBody(prompt="a cat"), tiny_catalogue.get("tiny-sd"))
+    assert generated.num_images == default(GenerateRequest, "num_images")
+    assert (generated.width, generated.num_inference_steps) == (None, None)  # the model's own, from its entry
 
 
 def _png(image: Image.Image) -> bytes:

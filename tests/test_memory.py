@@ -9,6 +9,7 @@ from core import memory
 from core.catalogue import HOSTED_HINT, Catalogue
 from core.errors import ModelUnavailableError
 from core.pool import ModelPool
+from core.settings import SettingsError
 
 GB = 10**9
 
@@ -21,7 +22,7 @@ def test_the_override_sets_the_budget_and_a_bad_value_is_refused():
     assert memory.budget({"STUDIO_MEMORY_LIMIT_MB": "2700"}) == memory.Budget(
         2700 * memory.MIB, "STUDIO_MEMORY_LIMIT_MB"
     )
-    with pytest.raises(ValueError, match="STUDIO_MEMORY_LIMIT_MB must be a whole number"):
+    with pytest.raises(SettingsError, match="STUDIO_MEMORY_LIMIT_MB must be a whole number"):
         memory.budget({"STUDIO_MEMORY_LIMIT_MB": "lots"})
 
 

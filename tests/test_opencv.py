@@ -19,6 +19,7 @@ from core.jobs import JobQueue, JobState
 from core.pool import ModelPool
 from core.requests import InpaintRequest
 from core.runner import Studio
+from core.settings import SettingsError
 
 
 @pytest.fixture
@@ -92,7 +93,7 @@ def test_work_over_the_operators_limit_is_refused_before_it_runs(studio, monkeyp
     message = refused.value.message
     assert "over this server's limit of 2 s (STUDIO_MAX_OPENCV_SECONDS)" in message and "1.5 MP masked" in message
     monkeypatch.setenv(opencv.MAX_SECONDS_ENV, "soon")
-    with pytest.raises(BadParameterError, match="STUDIO_MAX_OPENCV_SECONDS must be a number of seconds"):
+    with pytest.raises(SettingsError, match="STUDIO_MAX_OPENCV_SECONDS must be a number"):
         studio.inpaint(request)
 
 

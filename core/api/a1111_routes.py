@@ -88,7 +88,7 @@ def render_error(failure: Failure) -> JSONResponse:
 
 def create_sdapi(*, sync_timeout_s: float | None = None, max_body_bytes: int | None = None) -> FastAPI:
     """The A1111 surface as an ASGI app with routes at its root (mounted at /sdapi/v1)."""
-    sync_timeout_s = runs.sync_timeout_from_env() if sync_timeout_s is None else sync_timeout_s
+    sync_timeout_s = services.settings().api_sync_timeout_s if sync_timeout_s is None else sync_timeout_s
     max_body_bytes = services.settings().max_body_bytes if max_body_bytes is None else max_body_bytes
     options = _Options()
 

@@ -21,7 +21,15 @@ import core
 from core.catalogue import Catalogue, ModelSpec
 from core.errors import BadParameterError, UnknownModelError
 from core.provenance import parameters_text
-from core.requests import MAX_SEED, GenerateRequest, InpaintRequest, image_parameters, image_seed, random_seed
+from core.requests import (
+    MAX_SEED,
+    WHOLE_IMAGE_STRENGTH,
+    GenerateRequest,
+    InpaintRequest,
+    image_parameters,
+    image_seed,
+    random_seed,
+)
 from core.runner import Result
 
 # A1111 sampler names (and the aliases its API accepts) -> our scheduler names (core.requests.SCHEDULERS).
@@ -53,14 +61,22 @@ FIELD_NAMES = {
     "padding": "inpaint_full_res_padding",
     "num_images": "batch_size x n_iter",
 }
-# A1111 img2img's own default (its API and UI), also ours for edits of the whole image.
-DEFAULT_DENOISING_STRENGTH = 0.75
+# A1111 img2img's own default denoising strength (its API contract: a client that sends none gets it);
+# it is also ours for edits of the whole image on every client API, so it is read from there.
+DEFAULT_DENOISING_STRENGTH = WHOLE_IMAGE_STRENGTH
 
 
 # -- request bodies: A1111's field names; anything else is accepted and ignored --------------------
 
 
 class Txt2ImgBody(BaseModel):
+    """A1111's txt2img body. Where A1111 applies a default of its own (steps 50, cfg_scale 7, 512x512) we
+    leave the field unset, so the model's catalogue default applies (50 steps of SD-Turbo would be 50x the
+    work for nothing); clients such as webuiapi send their own values anyway. Unset edit fields (mask_blur,
+    inpaint_full_res_padding) likewise take core/requests.py's defaults, never a copy of them: A1111's
+    mask_blur is 4 like ours; its API's padding is 0 where its UI's (and ours) is 32, the context a crop
+    needs to blend in."""
+
     model_config = ConfigDict(extra="ignore")  # A1111 ignores what it does not know; so do we
 
     prompt: str = ""
@@ -95,10 +111,10 @@ class Txt2ImgBody(BaseModel):
 class Img2ImgBody(Txt2ImgBody):
     init_images: list[str] = Field(min_length=1, description="base64 images (data: URLs accepted); the first is used")
     mask: str | None = Field(None, description="base64 mask, white = repaint; none: the whole image")
-    mask_blur: int | None = None
+    mask_blur: int | None = Field(None, description="null: our default (core/requests.py), 4 like A1111's")
     inpainting_fill: int = Field(0, ge=0, le=3, description="accepted; masked content always starts from the image")
     inpaint_full_res: bool = Field(True, description="true: work on the area around the mask (ours: the crop)")
-    inpaint_full_res_padding: int | None = None
+    inpaint_full_res_padding: int | None = Field(None, description="null: our default (core/requests.py), 32")
     inpainting_mask_invert: int = Field(0, ge=0, le=1)
     denoising_strength: float = DEFAULT_DENOISING_STRENGTH
     resize_mode: int = Field(0, ge=0, le=3, description="accepted; results keep the image's own size")

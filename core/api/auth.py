@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-import os
 from collections.abc import Callable
 
 from fastapi import Request
@@ -13,6 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core import secrets
 from core.api.errors import Failure, Render, render_error
+from core.settings import Settings
 
 API_KEY_ENV = "STUDIO_API_KEY"
 OPEN_PATHS = frozenset({"/health"})  # everything else needs the key when one is set
@@ -84,7 +84,8 @@ class RequireKey:
             message = f"the API is off until the operator fixes this: {problem}"
             await _send_error(send, self.render, Failure(503, "misconfigured", message))
             return
-        expected = os.environ.get(API_KEY_ENV, "").strip()
+        key_setting = Settings.from_env().api_key  # on every request: a key exported from secrets counts at once
+        expected = "" if key_setting is None else key_setting.get_secret_value()
         if open_path or not expected:
             await self.app(scope, receive, send)
             return

@@ -7,7 +7,6 @@ pixels are (DALL-E 2's rule), and an image with none is edited as a whole.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from typing import Any, Literal
 
@@ -19,7 +18,7 @@ from core.api.runs import default_model
 from core.catalogue import Catalogue, ModelSpec
 from core.errors import BadMaskError, BadParameterError, UnknownModelError
 from core.images import load_image
-from core.requests import MAX_SEED, GenerateRequest, InpaintRequest, random_seed
+from core.requests import MAX_SEED, WHOLE_IMAGE_STRENGTH, GenerateRequest, InpaintRequest, default, random_seed
 from core.settings import ImageLimits
 
 # Our request fields -> OpenAI's names for them (refusals name the field as the client sent it).
@@ -28,11 +27,8 @@ MAX_N = 10  # OpenAI's own bound; a model's max_images is usually lower and is c
 _SIZE = re.compile(r"^\s*(\d{1,5})\s*[xX]\s*(\d{1,5})\s*$")
 # Model names of OpenAI's own that apps send by default: they get our default model.
 _OPENAI_MODELS = ("dall-e-", "gpt-image-")
-# An edit of the whole image (no transparent pixels anywhere) keeps the picture's composition,
-# as A1111's img2img does at its default denoising strength.
-WHOLE_IMAGE_STRENGTH = 0.75
 # How far the composite's feather reaches beyond a mask edge: 3 sigma of the default blur.
-_FEATHER_REACH = 3 * next(field.default for field in dataclasses.fields(InpaintRequest) if field.name == "mask_blur")
+_FEATHER_REACH = 3 * default(InpaintRequest, "mask_blur")
 
 
 class ParameterError(BadParameterError):
@@ -83,7 +79,7 @@ def parse_size(size: str | None) -> tuple[int, int] | None:
 
 def parse_n(n: Any, spec: ModelSpec) -> int:
     if n is None or n == "":
-        return 1
+        return default(GenerateRequest, "num_images")  # 1, as OpenAI's own default
     try:
         count = int(n)
     except (TypeError, ValueError):
@@ -172,7 +168,6 @@ def edit_requests(
 __all__ = [
     "GenerationBody",
     "ParameterError",
-    "WHOLE_IMAGE_STRENGTH",
     "edit_mask",
     "edit_requests",
     "generate_request",

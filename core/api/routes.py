@@ -55,10 +55,10 @@ _SUBMIT_ERRORS = (*_AUTH_ERRORS, 400, 404, 429, 503)
 def create_api(*, sync_timeout_s: float | None = None, max_body_bytes: int | None = None) -> FastAPI:
     """The API as an ASGI app with routes at its root (`api_routes` mounts it under /api/v1).
 
-    Unset arguments come from the environment: `STUDIO_API_SYNC_TIMEOUT_S` (default 300) and
-    `STUDIO_MAX_BODY_MB` (Settings). The key (`STUDIO_API_KEY`) is read on every request.
+    Unset arguments come from the settings (`STUDIO_API_SYNC_TIMEOUT_S`, `STUDIO_MAX_BODY_MB`).
+    The key (`STUDIO_API_KEY`) is read on every request.
     """
-    sync_timeout_s = runs.sync_timeout_from_env() if sync_timeout_s is None else sync_timeout_s
+    sync_timeout_s = services.settings().api_sync_timeout_s if sync_timeout_s is None else sync_timeout_s
     if not sync_timeout_s > 0:
         raise ValueError("the synchronous timeout must be positive")
     max_body_bytes = services.settings().max_body_bytes if max_body_bytes is None else max_body_bytes

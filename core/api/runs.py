@@ -10,8 +10,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import math
-import os
 import re
 import time
 from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
@@ -28,9 +26,6 @@ from core.errors import BadParameterError, UnknownModelError
 from core.jobs import JobQueue, JobState, JobStatus, UnknownJobError
 from core.runner import Request as CoreRequest
 from core.runner import Result, Studio
-
-SYNC_TIMEOUT_ENV = "STUDIO_API_SYNC_TIMEOUT_S"
-DEFAULT_SYNC_TIMEOUT_S = 300.0
 
 _WAIT_SLICE_S = 1.0  # a waiting request holds a thread at most this long at a time
 # Threads for waiting on jobs, apart from anyio's default pool (Streamlit serves its static files
@@ -59,19 +54,6 @@ class ParsedOffTheLoopRoute(APIRoute):
             return await handler(_ParsedOffTheLoop(request.scope, request.receive))
 
         return parsed_off_the_loop
-
-
-def sync_timeout_from_env() -> float:
-    raw = os.environ.get(SYNC_TIMEOUT_ENV, "").strip()
-    if not raw:
-        return DEFAULT_SYNC_TIMEOUT_S
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{SYNC_TIMEOUT_ENV} must be a number of seconds, got {raw!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{SYNC_TIMEOUT_ENV} must be a positive number of seconds, got {raw!r}")
-    return value
 
 
 def ready_generative_models(catalogue: Catalogue) -> list[ModelSpec]:
@@ -206,4 +188,4 @@ async def on_job(
     return await anyio.to_thread.run_sync(run, limiter=limiter)
 
 
-__all__ = ["on_job", "submit", "submit_all", "sync_timeout_from_env", "wait_for", "wait_for_all"]
+__all__ = ["on_job", "submit", "submit_all", "wait_for", "wait_for_all"]

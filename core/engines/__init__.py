@@ -97,12 +97,11 @@ def _diffusers(spec: ModelSpec) -> Engine:
 
 def _diffusers_on_this_host() -> str:
     """OpenVINO (and its precision) for diffusers on a CPU."""
-    import os
-
     from core import devices
     from core.engines import openvino
+    from core.settings import Settings
 
-    return openvino.version_suffix("cpu" if devices.runs_on_cpu(os.environ.get("STUDIO_DEVICE")) else "gpu")
+    return openvino.version_suffix("cpu" if devices.runs_on_cpu(Settings.from_env().device) else "gpu")
 
 
 def _lama(spec: ModelSpec) -> Engine:

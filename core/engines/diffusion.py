@@ -26,7 +26,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import os
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -52,8 +51,6 @@ from core.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-SAFETY_CHECKER_ENV = "STUDIO_SAFETY_CHECKER"  # "0" turns off the safety checker of models that ship one
-
 # Scheduler name (core.requests.SCHEDULERS) -> diffusers class and the settings that make it that sampler.
 SCHEDULER_CLASSES: Mapping[str, tuple[str, Mapping[str, Any]]] = {
     "Euler": ("EulerDiscreteScheduler", {}),
@@ -69,11 +66,6 @@ assert set(SCHEDULER_CLASSES) == set(SCHEDULERS), "every scheduler a request may
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt", ".pth")
 _OUT_OF_MEMORY = "ran out of memory: lower the size, steps or number of images"
-
-
-def safety_checker_enabled(environ: Mapping[str, str] | None = None) -> bool:
-    value = (os.environ if environ is None else environ).get(SAFETY_CHECKER_ENV, "1")
-    return value.strip().lower() not in {"0", "false", "no", "off"}
 
 
 def out_of_memory_error(error: BaseException) -> OutOfMemoryError | None:
@@ -341,7 +333,7 @@ def _load_pipelines(spec: ModelSpec, source: _Source, index: Mapping[str, Any], 
     variant = spec.options.get("variant")
     if variant and dtype == torch.float16 and _has_variant(source.folder, variant):
         options["variant"] = variant
-    if not safety_checker_enabled() and _components(index).get("safety_checker", (None, None))[0] is not None:
+    if not Settings.from_env().safety_checker and _components(index).get("safety_checker", (None, None))[0] is not None:
         options["safety_checker"] = None
     if wants_txt2img:
         txt2img = AutoPipelineForText2Image.from_pretrained(str(source.folder), **options)

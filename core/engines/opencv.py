@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import subprocess
 import sys
 import threading
@@ -26,12 +25,12 @@ from core.catalogue import ModelSpec
 from core.engines.base import Generated, Reporter
 from core.errors import BadParameterError, EngineError
 from core.requests import GenerateRequest, InpaintRequest
+from core.settings import Settings
 
 log = logging.getLogger(__name__)
 
 _METHODS = {"telea": cv2.INPAINT_TELEA, "ns": cv2.INPAINT_NS}
 MAX_SECONDS_ENV = "STUDIO_MAX_OPENCV_SECONDS"
-DEFAULT_MAX_SECONDS = 120.0
 IN_PROCESS_S = 0.5  # estimated work below this runs in this process: a child costs ~0.3 s to start
 _POLL_S = 0.1  # how often a child's run checks for a cancel
 # Measured on a 2-core CPU (bench/hostile.py): about 1 us per masked pixel plus 0.45 us per pixel of
@@ -46,14 +45,7 @@ def estimated_seconds(masked_pixels: int, radius: int) -> float:
 
 def max_seconds() -> float:
     """The operator's limit on one run's estimated cost; 0 means no limit."""
-    raw = os.environ.get(MAX_SECONDS_ENV, "").strip()
-    if not raw:
-        return DEFAULT_MAX_SECONDS
-    try:
-        value = float(raw)
-    except ValueError:
-        raise BadParameterError(f"{MAX_SECONDS_ENV} must be a number of seconds, got {raw!r}") from None
-    return max(0.0, value)
+    return Settings.from_env().max_opencv_seconds
 
 
 class OpenCVEngine:

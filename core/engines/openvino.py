@@ -36,9 +36,10 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from core.settings import Settings
+
 log = logging.getLogger(__name__)
 
-OPENVINO_ENV = "STUDIO_OPENVINO"
 # Peak RSS with OpenVINO / with PyTorch, bench/cpu_speed.py: SD-Turbo 10.0 / 6.3 GB, SD 1.5 Inpainting
 # 9.3 / 5.6 GB (the compiled model's own weights beside the mapped IR while it loads).
 PEAK_MEMORY_FACTOR = 1.65
@@ -53,8 +54,7 @@ def available() -> bool:
 
 def enabled(device: str, environ: Mapping[str, str] | None = None) -> bool:
     """Whether models run with OpenVINO here: on the CPU, with the package, unless turned off."""
-    value = (os.environ if environ is None else environ).get(OPENVINO_ENV, "1").strip().lower()
-    return value not in {"0", "false", "no", "off"} and device.partition(":")[0] == "cpu" and available()
+    return Settings.from_env(environ).openvino and device.partition(":")[0] == "cpu" and available()
 
 
 @cache
@@ -202,4 +202,4 @@ def _convert(unet, ir: Path) -> None:
     temporary.replace(ir)  # the .xml last: its presence means the pair is complete
 
 
-__all__ = ["OPENVINO_ENV", "accelerate", "available", "enabled", "precision", "supports", "version_suffix"]
+__all__ = ["accelerate", "available", "enabled", "precision", "supports", "version_suffix"]

@@ -7,7 +7,7 @@ records of the unfinished jobs (a few dozen at most), so SQLite and Redis behave
 - Leases: a running job's worker renews its lease; a job whose lease passed was lost with its
   worker and is queued again once, then failed (no crash loops).
 - Abandonment: only heartbeat watchers (browser sessions) expire; a job nobody watches any more
-  is cancelled. API, CLI and batch watchers never expire.
+  is cancelled. API, batch and compare watchers never expire.
 """
 
 from __future__ import annotations

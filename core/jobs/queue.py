@@ -1,4 +1,6 @@
-"""The job queue every inference goes through (pages, batch runner, API), over a job store.
+"""The job queue the app's inferences go through (pages, batch runner, API), over a job store.
+(The CLI's generate, inpaint and batch run a `Studio` of their own, without it; `python -m core worker`
+and `python -m core queue` work on this queue's store.)
 
 Front-end side: `submit` validates a request, stores its inputs and queues it (or shares an
 identical unfinished job, or answers a stored result at once); `status`, `jobs`, `preview`,
@@ -7,7 +9,7 @@ whichever process or machine submitted or runs it. Worker side: `workers` thread
 process (`core.jobs.worker`) take jobs from the store; other processes may run more.
 
 Sessions: every submit names the session that watches the job (a browser session, an API client,
-"cli"). Identical requests share one job and gain watchers; a session's cancel only detaches it
+a batch or compare group). Identical requests share one job and gain watchers; a session's cancel only detaches it
 while others still watch. Browser sessions watch with a heartbeat (`touch_sessions`, sent by the
 front-end while the session's websocket is open); a job whose last watcher went quiet for
 `abandon_after_s` is cancelled. API, batch and compare jobs never are.
@@ -341,7 +343,7 @@ class JobQueue:
 
         With a session: that session stops watching, and the job is cancelled only when no other
         session watches it (the returned status then shows it going on for them). Without one
-        (the API's DELETE, the CLI): cancelled outright. Finished jobs are left as they are.
+        (the API's DELETE): cancelled outright. Finished jobs are left as they are.
         """
         now = time.time()
 

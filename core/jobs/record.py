@@ -33,7 +33,7 @@ class JobState(StrEnum):
 @dataclass
 class Watch:
     """A session waiting for a job. `heartbeat`: dropped when its browser session has been gone
-    for the operator's window; False (API, CLI, batch and compare groups): never dropped."""
+    for the operator's window; False (API clients, batch and compare groups): never dropped."""
 
     heartbeat: bool
     last_seen: float

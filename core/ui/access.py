@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import hmac
 import logging
-import os
 
 import streamlit as st
+
+from core.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,8 @@ def require_access() -> None:
             st.button("Sign in", on_click=st.login, type="primary")
             st.stop()
         return
-    password = os.environ.get(PASSWORD_ENV, "").strip()
+    password_setting = Settings.from_env().page_password
+    password = "" if password_setting is None else password_setting.get_secret_value()
     if not password or st.session_state.get(_LET_IN) is True:
         return
     with st.form("studio.access.form"):

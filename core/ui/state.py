@@ -1,8 +1,8 @@
 """The Streamlit wiring of the process-wide services and of finished results.
 
 `st.cache_resource` hands every session the same Settings, Studio and JobQueue objects that
-`core.services` holds for the REST API and the CLI, so all entry points share one queue, one
-model pool and one result store. Nothing here loads a model: opening a page only builds the
+`core.services` holds for the REST API, so the pages and the API share one queue, one model pool
+and one result store (the CLI runs a Studio of its own over the same store on disk). Nothing here loads a model: opening a page only builds the
 catalogue and the (idle) queue.
 """
 
