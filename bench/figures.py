@@ -55,7 +55,7 @@ class Figure:
     figure: str  # what is measured, e.g. "runner / bare pipeline"
     case: str  # on what, e.g. "tiny-sd txt2img 512 px, 8 steps"
     value: Spread  # over the repetitions
-    unit: str  # "x" for a ratio, "s" for seconds
+    unit: str  # "x" for a ratio, "s" for seconds, "ms" for milliseconds
     target: Target
     met: bool | None = None  # None: computed from the target and the median
     details: dict[str, Any] = field(default_factory=dict)  # the timings behind the figure, and causes
@@ -156,6 +156,8 @@ def _finite(value: Any) -> Any:
 def format_value(value: float, unit: str) -> str:
     if unit == "s":
         return f"{value:.2f} s"
+    if unit == "ms":
+        return f"{value:.1f} ms"
     if value >= 100:
         return f"{value:,.0f}x"
     return f"{value:.3f}x"

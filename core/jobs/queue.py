@@ -182,7 +182,6 @@ class JobQueue:
         else:
             with self._lock:
                 self._prepared[job_id] = prepared
-            self.store.notify()
         return job_id
 
     def _store_inputs(self, job_id: str, request: Request) -> None:
@@ -309,7 +308,9 @@ class JobQueue:
                 seen = self.store.generation()
                 record = self._get(job_id)
                 left = None if deadline is None else deadline - time.monotonic()
-                if record.state.finished or (left is not None and left <= 0):
+                if record.state.finished:
+                    return self._snapshot(record, None)
+                if left is not None and left <= 0:
                     return self.status(job_id)
                 self.store.wait_for_change(1.0 if left is None else left, since=seen)
         finally:
@@ -353,9 +354,8 @@ class JobQueue:
                 raise UnknownJobError(job_id)
             policy.cancel(txn, record, session, now)
 
-        self.store.transact(stop)
+        self.store.transact(stop)  # wakes its waiters, and a running job's worker sees it at its next step
         self._forget_if_finished(job_id)
-        self.store.notify()
         return self.status(job_id)
 
     def cancel_group(self, group: str, *, session: str | None = None) -> int:
@@ -370,7 +370,6 @@ class JobQueue:
         stopped = self.store.transact(stop)
         for job_id in stopped:
             self._forget_if_finished(job_id)
-        self.store.notify()
         return len(stopped)
 
     @property

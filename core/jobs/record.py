@@ -76,7 +76,11 @@ class JobRecord:
     result: ResultInfo | None = None
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"))
+        # asdict's shape, without its deep copy (this runs in every store transaction)
+        data = dict(vars(self), watchers={name: vars(watch) for name, watch in self.watchers.items()})
+        if self.result is not None:
+            data["result"] = vars(self.result)
+        return json.dumps(data, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str | bytes) -> JobRecord:

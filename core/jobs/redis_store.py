@@ -1,21 +1,30 @@
 """The distributed job store: Redis, for several front-ends and workers on several machines.
 
-Delivery and recovery use Redis's own primitives: every change of job records is one optimistic
-transaction (WATCH/MULTI/EXEC on a version key; a conflict re-runs it), a worker takes a job by
-writing its lease (state RUNNING, `lease_until`) in such a transaction, and a lease that passed
-is found by any idle worker and the job queued again once (the reliable-queue pattern with
-leases). Idle workers block on a wake-up list (BLPOP) that submits push to; progress and state
-changes are published (pub/sub) so waiting requests wake at once; the latest preview JPEG of a
-running job is one key, overwritten at each report (latest only).
+Delivery and recovery use Redis's own primitives. Every change of job records is one round trip:
+the store reads a snapshot of the unfinished jobs (one Lua script), runs the queue's rules on it
+(`core.jobs.policy`, the same code as SQLite's), and commits the changes with a second Lua script
+that applies them only if the version key is still the one read (compare-and-set, atomic on the
+server; a conflict returns the fresh snapshot in the same reply and the rules run again). A worker
+takes a job by writing its lease (state RUNNING, `lease_until`) that way, and a lease that passed is
+found by any idle worker and the job queued again once (the reliable-queue pattern with leases).
+A commit that queues a job pushes a wake-up token that idle workers block on (BLPOP); every commit
+publishes a state-change event (pub/sub) so waiting requests in every process wake at once. A
+running job's progress and latest preview JPEG are one hash, overwritten at each report (latest
+only); progress is also published on its own channel, at most every quarter second per job.
+
+One Redis server (or a primary with replicas), not a cluster: the scripts reach job keys by name.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
+import secrets
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import redis
 
@@ -27,7 +36,98 @@ log = logging.getLogger(__name__)
 
 _INDEX_TTL_S = 7 * 24 * 3600  # session and group indexes outlive any job kept
 _PROGRESS_TTL_S = 24 * 3600  # a dead worker's progress does not stay forever
-_WAKE_KEEP = 64  # wake-up tokens kept (idle workers also look every quarter second)
+_WAKE_KEEP = 8  # tokens wait only while no worker blocks (busy ones look at the store before blocking)
+
+# The unfinished jobs as one reply: version, last seq, fairness state, then each job's id and JSON.
+_SNAPSHOT_LUA = """
+local function snapshot(p)
+  local out = {redis.call('GET', p .. 'version') or '0', redis.call('GET', p .. 'seq') or '0',
+               redis.call('GET', p .. 'served') or '{}'}
+  for _, id in ipairs(redis.call('SMEMBERS', p .. 'unfinished')) do
+    local raw = redis.call('GET', p .. 'job:' .. id)
+    if raw then
+      out[#out + 1] = id
+      out[#out + 1] = raw
+    end
+  end
+  return out
+end
+"""
+
+# ARGV: prefix[, version]: with a version still current, only {'same'}.
+_READ = (
+    _SNAPSHOT_LUA
+    + """
+if ARGV[2] and (redis.call('GET', ARGV[1] .. 'version') or '0') == ARGV[2] then return {'same'} end
+return snapshot(ARGV[1])
+"""
+)
+
+# ARGV: prefix, expected version, new seq ('' = unchanged), served JSON ('' = unchanged), wake
+# workers ('1'/'0'), event payload, index TTL, then the records: count, and for each id, seq,
+# finished ('1'/'0'), JSON, index count, indexes ("session:<name>", "group:<name>"); then the jobs
+# whose progress goes: count, ids.
+_COMMIT = (
+    _SNAPSHOT_LUA
+    + """
+local p = ARGV[1]
+if (redis.call('GET', p .. 'version') or '0') ~= ARGV[2] then
+  local fresh = snapshot(p)
+  table.insert(fresh, 1, 'conflict')
+  return fresh
+end
+local i = 8
+for _ = 1, tonumber(ARGV[i]) do
+  local id, seq, finished, data, indexes = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], tonumber(ARGV[i + 5])
+  i = i + 5
+  redis.call('SET', p .. 'job:' .. id, data)
+  if finished == '1' then
+    redis.call('SREM', p .. 'unfinished', id)
+    redis.call('ZADD', p .. 'finished', seq, id)
+  else
+    redis.call('SADD', p .. 'unfinished', id)
+  end
+  for _ = 1, indexes do
+    i = i + 1
+    redis.call('ZADD', p .. 'index:' .. ARGV[i], seq, id)
+    redis.call('EXPIRE', p .. 'index:' .. ARGV[i], ARGV[7])
+  end
+end
+i = i + 1
+for _ = 1, tonumber(ARGV[i]) do
+  i = i + 1
+  redis.call('DEL', p .. 'progress:' .. ARGV[i])
+end
+if ARGV[3] ~= '' then redis.call('SET', p .. 'seq', ARGV[3]) end
+if ARGV[4] ~= '' then redis.call('SET', p .. 'served', ARGV[4]) end
+redis.call('INCR', p .. 'version')
+if ARGV[5] == '1' then
+  redis.call('RPUSH', p .. 'wake', '1')
+  redis.call('LTRIM', p .. 'wake', -WAKE_KEEP, -1)
+end
+redis.call('PUBLISH', p .. 'events', ARGV[6])
+return {'ok'}
+""".replace("WAKE_KEEP", str(_WAKE_KEEP))
+)
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """The unfinished jobs at one version of the store, as the scripts return them."""
+
+    version: bytes
+    seq: int  # the last submission number handed out
+    served: bytes  # the fairness state's JSON
+    records: dict[str, bytes]  # job id -> record JSON
+
+    @classmethod
+    def of(cls, reply: list) -> _Snapshot:
+        version, seq, served, *pairs = reply
+        records = {job_id.decode(): raw for job_id, raw in zip(pairs[::2], pairs[1::2], strict=True)}
+        return cls(version, int(seq), served, records)
+
+    def newer_than(self, other: _Snapshot) -> bool:
+        return int(self.version) > int(other.version)
 
 
 class RedisStore(JobStore):
@@ -40,8 +140,14 @@ class RedisStore(JobStore):
         self._redis = redis.Redis.from_url(url, health_check_interval=30)
         self._redis.ping()  # a wrong URL is an error at start, not at the first job
         self._p = prefix
+        self._origin = secrets.token_hex(8).encode()  # our own events: already signalled here
+        self._read = self._redis.register_script(_READ)
+        self._commit = self._redis.register_script(_COMMIT)
+        self._last: _Snapshot | None = None  # the newest snapshot of the unfinished jobs this process saw
+        self._last_lock = threading.Lock()
         self._listener: threading.Thread | None = None
         self._listener_lock = threading.Lock()
+        self._subscribed = threading.Event()
         self._closed = threading.Event()
 
     def __repr__(self) -> str:
@@ -53,50 +159,77 @@ class RedisStore(JobStore):
     # -- records ---------------------------------------------------------------------------------
 
     def transact(self, fn: Callable[[Transaction], T]) -> T:
+        # Optimistic: the rules run on the last snapshot this process saw (no round trip), and the
+        # commit checks it is still current. A transaction that changes nothing, or refuses, checks
+        # its snapshot with one small read before it answers.
+        state, checked = self._last, False
+        if state is None:
+            state, checked = self._fetch(), True
         while True:
-            with self._redis.pipeline() as pipe:
-                try:
-                    pipe.watch(self._k("version"))
-                    ids = list(pipe.smembers(self._k("unfinished")))
-                    raws = pipe.mget([self._k("job", job_id.decode()) for job_id in ids]) if ids else []
-                    served = json.loads(pipe.get(self._k("served")) or "{}")
-                    txn = Transaction(
-                        (JobRecord.from_json(raw) for raw in raws if raw is not None),
-                        served,
-                        lambda job_id, pipe=pipe: self._load(pipe, job_id),
-                        lambda: int(self._redis.incr(self._k("seq"))),
-                    )
-                    value = fn(txn)
-                    if not txn.changed and not txn.progress_dropped and txn.served == txn.served_before:
-                        pipe.unwatch()
-                        return value
-                    pipe.multi()
-                    for record in txn.changed.values():
-                        self._write(pipe, record)
-                    for job_id in txn.progress_dropped:
-                        pipe.delete(self._k("progress", job_id))
-                    if txn.served != txn.served_before:
-                        pipe.set(self._k("served"), json.dumps(txn.served))
-                    pipe.incr(self._k("version"))
-                    pipe.publish(self._k("events"), b"changed")
-                    pipe.execute()
-                except redis.WatchError:
+            seqs = itertools.count(state.seq + 1)
+            txn = Transaction(
+                (JobRecord.from_json(raw) for raw in state.records.values()),
+                json.loads(state.served),
+                lambda job_id: self._load(self._redis, job_id),
+                seqs.__next__,
+            )
+            try:
+                value = fn(txn)
+            except Exception:
+                if not checked and (fresh := self._fetch(state.version)) is not None:
+                    state, checked = fresh, True
                     continue
-            self._signal()
-            return value
+                raise
+            if not txn.changed and not txn.progress_dropped and txn.served == txn.served_before:
+                if not checked and (fresh := self._fetch(state.version)) is not None:
+                    state, checked = fresh, True
+                    continue
+                return value
+            used_seq = next(seqs) - 1
+            args, after = self._commit_args(txn, state, used_seq)
+            reply = self._commit(args=args)
+            if reply[0] == b"ok":
+                self._remember(after)
+                self._signal()
+                return value
+            state, checked = self._remember(_Snapshot.of(reply[1:])), True  # another process came first
 
-    def _write(self, pipe, record: JobRecord) -> None:
-        pipe.set(self._k("job", record.id), record.to_json())
-        if record.state.finished:
-            pipe.srem(self._k("unfinished"), record.id)
-            pipe.zadd(self._k("finished"), {record.id: record.seq})
-        else:
-            pipe.sadd(self._k("unfinished"), record.id)
-        for kind, names in (("session", record.watchers), ("group", record.groups)):
-            for name in names:
-                index = self._k("index", kind, name)
-                pipe.zadd(index, {record.id: record.seq})
-                pipe.expire(index, _INDEX_TTL_S)
+    def _fetch(self, version: bytes | None = None) -> _Snapshot | None:
+        """The unfinished jobs as they are now, or None when `version` is still current."""
+        reply = self._read(args=[self._p] if version is None else [self._p, version])
+        return None if reply == [b"same"] else self._remember(_Snapshot.of(reply))
+
+    def _remember(self, state: _Snapshot) -> _Snapshot:
+        with self._last_lock:  # threads may finish out of order: keep the newest
+            if self._last is None or state.newer_than(self._last):
+                self._last = state
+        return state
+
+    def _commit_args(self, txn: Transaction, state: _Snapshot, used_seq: int) -> tuple[list, _Snapshot]:
+        """The commit script's arguments, and the snapshot that holds once it succeeds."""
+        served = state.served if txn.served == txn.served_before else json.dumps(txn.served).encode()
+        args: list = [
+            self._p,
+            state.version,
+            used_seq if used_seq > state.seq else "",
+            "" if served is state.served else served,
+            int(txn.queues_work()),
+            self._origin,
+            _INDEX_TTL_S,
+            len(txn.changed),
+        ]
+        records = dict(state.records)
+        for record in txn.changed.values():
+            raw = record.to_json().encode()
+            if record.state.finished:
+                records.pop(record.id, None)
+            else:
+                records[record.id] = raw
+            indexes = [f"session:{name}" for name in record.watchers] + [f"group:{name}" for name in record.groups]
+            args += [record.id, record.seq, int(record.state.finished), raw, len(indexes), *indexes]
+        args += [len(txn.progress_dropped), *txn.progress_dropped]
+        version = str(int(state.version) + 1).encode()
+        return args, _Snapshot(version, max(used_seq, state.seq), served, records)
 
     def _load(self, client, job_id: str) -> JobRecord | None:
         raw = client.get(self._k("job", job_id))
@@ -111,7 +244,8 @@ class RedisStore(JobStore):
         return self._load(self._redis, job_id)
 
     def unfinished(self) -> list[JobRecord]:
-        return self._many(self._redis.smembers(self._k("unfinished")))
+        state = self._fetch()
+        return sorted((JobRecord.from_json(raw) for raw in state.records.values()), key=lambda record: record.seq)
 
     def served(self) -> dict[str, int]:
         return json.loads(self._redis.get(self._k("served")) or "{}")
@@ -140,16 +274,21 @@ class RedisStore(JobStore):
             pipe.hdel(self._k("payload_sizes"), job_id)
             pipe.execute()
 
-    def set_progress(self, job_id: str, progress: Progress, preview: bytes | None = None) -> None:
+    def set_progress(
+        self, job_id: str, progress: Progress, preview: bytes | None = None, *, publish: bool = False
+    ) -> JobRecord | None:
         key = self._k("progress", job_id)
         fields = {"data": progress.to_json()}
         if preview is not None:
             fields |= {"preview_step": progress.preview_step, "preview": preview}
-        with self._redis.pipeline(transaction=False) as pipe:
+        with self._redis.pipeline(transaction=False) as pipe:  # one round trip; no atomicity needed
             pipe.hset(key, mapping=fields)
             pipe.expire(key, _PROGRESS_TTL_S)
-            pipe.publish(self._k("events"), json.dumps({"id": job_id, "step": progress.step, "total": progress.total}))
-            pipe.execute()
+            if publish:
+                pipe.publish(self._k("progress"), json.dumps({"id": job_id, "step": progress.step, "total": progress.total}))
+            pipe.get(self._k("job", job_id))
+            raw = pipe.execute()[-1]
+        return JobRecord.from_json(raw) if raw is not None else None
 
     def progress(self, job_id: str) -> Progress:
         return Progress.from_json(self._redis.hget(self._k("progress", job_id), "data"))
@@ -190,7 +329,7 @@ class RedisStore(JobStore):
         with self._redis.pipeline(transaction=False) as pipe:
             pipe.rpush(self._k("wake"), b"1")
             pipe.ltrim(self._k("wake"), -_WAKE_KEEP, -1)
-            pipe.publish(self._k("events"), b"changed")
+            pipe.publish(self._k("events"), self._origin)
             pipe.execute()
         self._signal()
 
@@ -202,19 +341,25 @@ class RedisStore(JobStore):
         super().wait_for_change(timeout, since)
 
     def _listen(self) -> None:
-        """One subscriber thread per process turns published events into local wake-ups."""
+        """One subscriber thread per process turns other processes' events into local wake-ups;
+        the first waiter waits (briefly) for the subscription, so no event after it is missed."""
         with self._listener_lock:
             if self._listener is None or not self._listener.is_alive():
                 self._listener = threading.Thread(target=self._relay, name="studio-job-events", daemon=True)
                 self._listener.start()
+        self._subscribed.wait(timeout=1.0)
 
     def _relay(self) -> None:
         while not self._closed.is_set():
             try:
                 pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
                 pubsub.subscribe(self._k("events"))
+                pubsub.get_message(timeout=1.0, ignore_subscribe_messages=False)  # the confirmation
+                self._subscribed.set()
+                self._signal()  # anything committed before now: waiters look again
                 while not self._closed.is_set():
-                    if pubsub.get_message(timeout=0.2) is not None:
+                    message = pubsub.get_message(timeout=0.2)
+                    if message is not None and message["data"] != self._origin:  # ours: signalled already
                         self._signal()
                 pubsub.close()
             except (redis.RedisError, OSError, ValueError):

@@ -140,8 +140,10 @@ class SqliteStore(JobStore):
     def drop_payload(self, job_id: str) -> None:
         self._connection().execute("DELETE FROM payloads WHERE job_id = ?", (job_id,))
 
-    def set_progress(self, job_id: str, progress: Progress, preview: bytes | None = None) -> None:
-        db = self._connection()
+    def set_progress(
+        self, job_id: str, progress: Progress, preview: bytes | None = None, *, publish: bool = False
+    ) -> JobRecord | None:
+        db = self._connection()  # `publish`: nothing listens to a file; readers poll
         if preview is None:
             db.execute(
                 "INSERT INTO progress (job_id, data) VALUES (?, ?) ON CONFLICT (job_id) DO UPDATE SET data = excluded.data",
@@ -152,6 +154,7 @@ class SqliteStore(JobStore):
                 "INSERT OR REPLACE INTO progress VALUES (?, ?, ?, ?)",
                 (job_id, progress.to_json(), progress.preview_step, preview),
             )
+        return self._get(db, job_id)
 
     def progress(self, job_id: str) -> Progress:
         row = self._connection().execute("SELECT data FROM progress WHERE job_id = ?", (job_id,)).fetchone()

@@ -4,9 +4,11 @@ machines), picked by `STUDIO_QUEUE_URL`.
 A store keeps job records, their inputs (the payload a worker needs to run the job), the running
 jobs' progress and latest preview, measured costs for ETAs, and which workers are alive. Every
 change to job records goes through `transact(fn)`: `fn` sees the unfinished jobs and changes
-them, and the store commits all of it atomically (SQLite: one IMMEDIATE transaction; Redis:
-WATCH/MULTI/EXEC, so `fn` may run again after a conflict and must not have side effects). The
-rules `fn` applies live in `core.jobs.policy`, written once for both backends.
+them, and the store commits all of it atomically (SQLite: one IMMEDIATE transaction; Redis: a Lua
+compare-and-set on a version key, so `fn` may run again after a conflict and must not have side
+effects). The rules `fn` applies live in `core.jobs.policy`, written once for both backends. A
+commit that changes something wakes the waiters (and, when it queues a job, idle workers) in every
+process.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from core.jobs.eta import Cost
-from core.jobs.record import JobRecord, Progress
+from core.jobs.record import JobRecord, JobState, Progress
 
 T = TypeVar("T")
 
@@ -45,6 +47,7 @@ class Transaction:
         self._lookup = lookup
         self._new_seq = new_seq
         self._by_id = {record.id: record for record in self.unfinished}
+        self._queued_before = {record.id for record in self.unfinished if record.state is JobState.QUEUED}
 
     def get(self, job_id: str) -> JobRecord | None:
         record = self.changed.get(job_id) or self._by_id.get(job_id)
@@ -65,6 +68,13 @@ class Transaction:
 
     def drop_progress(self, job_id: str) -> None:
         self.progress_dropped.add(job_id)
+
+    def queues_work(self) -> bool:
+        """Whether this transaction queues a job that was not queued before (idle workers wake)."""
+        return any(
+            record.state is JobState.QUEUED and job_id not in self._queued_before
+            for job_id, record in self.changed.items()
+        )
 
 
 class JobStore(ABC):
@@ -110,8 +120,12 @@ class JobStore(ABC):
     def drop_payload(self, job_id: str) -> None: ...
 
     @abstractmethod
-    def set_progress(self, job_id: str, progress: Progress, preview: bytes | None = None) -> None:
-        """The latest progress of a running job, and its latest preview JPEG when given (latest only)."""
+    def set_progress(
+        self, job_id: str, progress: Progress, preview: bytes | None = None, *, publish: bool = False
+    ) -> JobRecord | None:
+        """Write the latest progress of a running job, and its latest preview JPEG when given (latest
+        only); `publish`: also announce it to live listeners. Returns the job's record as it is now
+        (its worker checks for a cancel or a lost lease with the same round trip)."""
 
     @abstractmethod
     def progress(self, job_id: str) -> Progress: ...

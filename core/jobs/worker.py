@@ -34,6 +34,7 @@ UNEXPECTED_MESSAGE = "the job failed unexpectedly; the details are in the server
 INPUTS_LOST_MESSAGE = "the job's inputs were lost from the job store; submit it again"
 PREVIEW_EVERY_S = 0.5  # live previews are small JPEGs, latest only, at most this often
 PREVIEW_SIDE = 256
+PROGRESS_EVENT_EVERY_S = 0.25  # progress announced to live listeners at most this often (none for tiny jobs)
 IDLE_CHECK_S = 0.25  # an idle worker looks for work and for lost leases at least this often
 
 
@@ -58,6 +59,7 @@ class Worker:
         self.name = name
         self.stopping = threading.Event()
         self._current: JobRecord | None = None
+        self._progress = Progress()  # the running job's, as last reported
         self._keeper = threading.Thread(target=self._keep_leases, name=f"lease-{name}", daemon=True)
 
     # -- the loop ----------------------------------------------------------------------------------
@@ -106,15 +108,13 @@ class Worker:
             policy.drop_abandoned(txn, now, queue.abandon_after_s)
             return policy.claim(txn, self.name, now, queue.lease_s)
 
-        record = self.store.transact(take)
-        if lost:
-            self.store.notify()
-        return record
+        return self.store.transact(take)  # a job it queues again wakes the other idle workers
 
     # -- one job -------------------------------------------------------------------------------------
 
     def _run(self, record: JobRecord) -> None:
         self._current = record
+        self._progress = Progress(total=record.total_steps)
         result: Result | None = None
         state, message, code = JobState.DONE, None, None
         outcome: BaseException | None = None
@@ -164,8 +164,8 @@ class Worker:
         return prepared
 
     def _reporter(self, record: JobRecord):
-        progress = Progress(total=record.total_steps)
-        last_preview = [0.0]
+        progress = self._progress
+        last_preview, last_event = [0.0], [time.time()]
 
         def report(step: int, total: int, preview: Preview | None = None) -> None:
             now = time.time()
@@ -178,10 +178,12 @@ class Worker:
                 jpeg = _preview_jpeg(preview)
                 if jpeg is not None:
                     progress.preview_step, last_preview[0] = step, now
-            self.store.set_progress(record.id, progress, jpeg)
+            publish = now - last_event[0] >= PROGRESS_EVENT_EVERY_S
+            if publish:
+                last_event[0] = now
+            current = self.store.set_progress(record.id, progress, jpeg, publish=publish)
             if self.stopping.is_set():
                 raise _Released("the worker is stopping")
-            current = self.store.get(record.id)
             if current is None or current.worker != self.name or current.state is not JobState.RUNNING:
                 raise _Lost("the job went to another worker")
             if current.cancel_requested:
@@ -199,7 +201,7 @@ class Worker:
         code: str | None,
     ) -> None:
         now = time.time()
-        progress = self.store.progress(record.id)
+        progress = self._progress
         info = None
         if state is JobState.DONE and prepared is not None:
             stored = self.queue.studio.store is not None and result.key in self.queue.studio.store
@@ -224,7 +226,6 @@ class Worker:
         if state is not JobState.DONE or record.task != "inpaint":
             self.store.drop_payload(record.id)  # only a finished edit needs its input: its result is composed on it
         self.queue._after_finish()
-        self.store.notify()
 
     def _release(self, record: JobRecord) -> None:
         def release(txn) -> None:
@@ -234,9 +235,8 @@ class Worker:
                 current.attempts -= 1
                 txn.put(current)
 
-        self.store.transact(release)
+        self.store.transact(release)  # wakes the other idle workers
         self.store.drop_progress(record.id)
-        self.store.notify()
 
     # -- leases ----------------------------------------------------------------------------------------
 
