@@ -105,7 +105,7 @@ class Result:
 
     def __reduce__(self):  # st.cache_data copies results by pickling: send the PNGs, not loaders
         fields = (self.parameters, self.key, self.cached, self.filtered, self.elapsed_s, self.pngs)
-        return _result_from_pngs, fields
+        return result_from_pngs, fields
 
 
 def _held_by(loader: Callable) -> tuple[list[Image.Image], dict[int, bytes]]:
@@ -125,7 +125,8 @@ def _held_by(loader: Callable) -> tuple[list[Image.Image], dict[int, bytes]]:
     return images, blobs
 
 
-def _result_from_pngs(parameters, key, cached, filtered, elapsed_s, pngs) -> Result:
+def result_from_pngs(parameters, key, cached, filtered, elapsed_s, pngs) -> Result:
+    """A result from its PNGs (a copy sent to another process), decoded only when its images are asked for."""
     return Result(parameters, key, cached, filtered, elapsed_s, lambda: tuple(_decoded(png) for png in pngs), pngs)
 
 

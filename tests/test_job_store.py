@@ -56,10 +56,10 @@ def make_queue(store_url, results, tmp_path, spy):
     """A front-end or worker process of its own: its own store connection, studio and model pool."""
     made: list[JobQueue] = []
 
-    def make(*, catalogue=None, workers: int = 0, **options) -> JobQueue:
+    def make(*, catalogue=None, workers: int = 0, result_store=None, **options) -> JobQueue:
         from core.catalogue import Catalogue
 
-        studio = Studio(catalogue or Catalogue.load(None), ModelPool(1, loader=spy.loader), results)
+        studio = Studio(catalogue or Catalogue.load(None), ModelPool(1, loader=spy.loader), result_store or results)
         options.setdefault("lease_s", LEASE_S)
         made.append(JobQueue(studio, open_store(store_url, tmp_path), workers=workers, **options))
         return made[-1]
@@ -193,11 +193,23 @@ def test_only_gone_browser_sessions_abandon_a_job(make_queue, photo):
     assert front.status(api).state is JobState.QUEUED and front.status(batch).state is JobState.QUEUED
 
 
+def test_a_result_the_result_store_did_not_keep_is_served_by_any_front_end(make_queue, photo, tmp_path):
+    front = make_queue()
+    worker = make_queue(workers=1, result_store=ResultStore(tmp_path / "full", 1))  # keeps nothing
+    job = front.submit(removal(photo, 4), session="client-a")
+    assert front.wait(job, timeout=30).state is JobState.DONE
+    assert front.store.get(job).result.stored is False
+    here, there = worker.result(job), front.result(job)  # held in the worker's memory / the job store's copy
+    assert there.pngs == here.pngs and there.images[0].tobytes() == here.images[0].tobytes()
+    assert there.seed == here.seed and there.parameters == here.parameters
+
+
 def test_finished_inputs_are_bounded_by_bytes(make_queue, photo):
     front = make_queue(keep_payload_bytes=1, max_per_session=8)
     worker = make_queue(workers=1, keep_payload_bytes=1)
     jobs = [front.submit(removal(photo, spot), session="client-a") for spot in range(3)]
     for job in jobs:
         worker.wait(job, timeout=30)
+    worker.store.keep_result(jobs[0], b"a result the result store did not keep")
     worker.store.prune(keep_finished=10, keep_payload_bytes=1)
-    assert worker.store.payload_bytes() == 0
+    assert worker.store.payload_bytes() == 0 and worker.store.kept_result(jobs[0]) is None

@@ -32,7 +32,7 @@ from PIL import Image
 
 from core.errors import BusyError
 from core.jobs import eta, policy
-from core.jobs.payload import encode_request, output_sizes, request_image
+from core.jobs.payload import decode_result, encode_request, output_sizes, request_image
 from core.jobs.record import (
     JobNotDoneError,
     JobRecord,
@@ -159,7 +159,7 @@ class JobQueue:
             record = self._new_record(job_id, txn.new_seq(), prepared, session, label, group, heartbeat, now)
             if hit is not None:
                 record.result = ResultInfo(hit.key, prepared.request.seed, output_sizes(prepared.request), True)
-                record.cached, record.step = True, record.total_steps
+                record.cached = True
                 policy.finish(txn, record, JobState.DONE, now)
             else:
                 txn.put(record)
@@ -241,8 +241,9 @@ class JobQueue:
         return self._snapshots(self.store.recent(limit))
 
     def result(self, job_id: str) -> Result:
-        """The result of a DONE job, from this process's memory or from the result store; otherwise
-        raises JobNotDoneError (its `status` tells why) or ResultGoneError."""
+        """The result of a DONE job, from this process's memory, the result store, or the job store's
+        copy of a result the result store did not keep; otherwise raises JobNotDoneError (its
+        `status` tells why) or ResultGoneError."""
         record = self._get(job_id)
         if record.state is not JobState.DONE:
             raise JobNotDoneError(self.status(job_id))
@@ -264,6 +265,10 @@ class JobQueue:
             )
             if result is not None:
                 return result
+        elif info is not None:  # the result store did not keep it: the job store may hold a copy
+            kept = self.store.kept_result(job_id)
+            if kept is not None:
+                return decode_result(kept, info.key)
         raise ResultGoneError("this job's result is no longer kept; run it again")
 
     def preview(self, job_id: str) -> Image.Image | None:

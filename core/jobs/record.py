@@ -8,7 +8,7 @@ machines, compare them.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
@@ -77,7 +77,8 @@ class JobRecord:
 
     def to_json(self) -> str:
         # asdict's shape, without its deep copy (this runs in every store transaction)
-        data = dict(vars(self), watchers={name: vars(watch) for name, watch in self.watchers.items()})
+        data = {name: getattr(self, name) for name in _RECORD_FIELDS}
+        data["watchers"] = {name: vars(watch) for name, watch in self.watchers.items()}
         if self.result is not None:
             data["result"] = vars(self.result)
         return json.dumps(data, separators=(",", ":"))
@@ -93,6 +94,9 @@ class JobRecord:
                 info["key"], info["seed"], [tuple(size) for size in info["sizes"]], info["stored"]
             )
         return cls(**data)
+
+
+_RECORD_FIELDS = tuple(item.name for item in fields(JobRecord))
 
 
 @dataclass

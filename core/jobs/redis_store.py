@@ -132,6 +132,7 @@ class _Snapshot:
 
 class RedisStore(JobStore):
     kind = "redis"
+    optimistic = True
     poll_s = 0.5  # waiters are woken by pub/sub; this is only a safety net
 
     def __init__(self, url: str, *, prefix: str = "studio:"):
@@ -274,6 +275,15 @@ class RedisStore(JobStore):
             pipe.hdel(self._k("payload_sizes"), job_id)
             pipe.execute()
 
+    def keep_result(self, job_id: str, data: bytes) -> None:
+        with self._redis.pipeline() as pipe:
+            pipe.set(self._k("result", job_id), data)
+            pipe.hset(self._k("result_sizes"), job_id, len(data))
+            pipe.execute()
+
+    def kept_result(self, job_id: str) -> bytes | None:
+        return self._redis.get(self._k("result", job_id))
+
     def set_progress(
         self, job_id: str, progress: Progress, preview: bytes | None = None, *, publish: bool = False
     ) -> JobRecord | None:
@@ -374,26 +384,31 @@ class RedisStore(JobStore):
         finished = [job_id.decode() for job_id in self._redis.zrevrange(self._k("finished"), 0, -1)]  # newest first
         if not finished:
             return
-        sizes = self._redis.hmget(self._k("payload_sizes"), finished)
-        held, drop_payloads = 0, []
-        for job_id, size in zip(finished, sizes, strict=True):
-            if size is None:
-                continue
-            held += int(size)
-            if held > keep_payload_bytes:
-                drop_payloads.append(job_id)
+        with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hmget(self._k("payload_sizes"), finished)
+            pipe.hmget(self._k("result_sizes"), finished)
+            inputs, results = pipe.execute()
+        held, drop = 0, []
+        for job_id, *sizes in zip(finished, inputs, results, strict=True):
+            held += sum(int(size) for size in sizes if size is not None)
+            if held > keep_payload_bytes and any(size is not None for size in sizes):
+                drop.append(job_id)
         old = finished[keep_finished:]
         with self._redis.pipeline(transaction=False) as pipe:
-            for job_id in set(drop_payloads) | set(old):
-                pipe.delete(self._k("payload", job_id))
+            for job_id in set(drop) | set(old):
+                pipe.delete(self._k("payload", job_id), self._k("result", job_id))
                 pipe.hdel(self._k("payload_sizes"), job_id)
+                pipe.hdel(self._k("result_sizes"), job_id)
             for job_id in old:
                 pipe.delete(self._k("job", job_id), self._k("progress", job_id))
                 pipe.zrem(self._k("finished"), job_id)
             pipe.execute()
 
     def payload_bytes(self) -> int:
-        return sum(int(size) for size in self._redis.hvals(self._k("payload_sizes")))
+        with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hvals(self._k("payload_sizes"))
+            pipe.hvals(self._k("result_sizes"))
+            return sum(int(size) for sizes in pipe.execute() for size in sizes)
 
     def close(self) -> None:
         self._closed.set()

@@ -22,6 +22,7 @@ CREATE UNIQUE INDEX IF NOT EXISTS jobs_by_seq ON jobs (seq);
 CREATE TABLE IF NOT EXISTS links (kind TEXT NOT NULL, name TEXT NOT NULL, job_id TEXT NOT NULL,
     PRIMARY KEY (kind, name, job_id)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS payloads (job_id TEXT PRIMARY KEY, size INTEGER NOT NULL, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS results (job_id TEXT PRIMARY KEY, size INTEGER NOT NULL, data BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS progress (job_id TEXT PRIMARY KEY, data TEXT NOT NULL, preview_step INTEGER, preview BLOB);
 CREATE TABLE IF NOT EXISTS costs (key TEXT PRIMARY KEY, per_step REAL, head REAL, tail REAL);
 CREATE TABLE IF NOT EXISTS workers (name TEXT PRIMARY KEY, seen REAL NOT NULL);
@@ -140,6 +141,13 @@ class SqliteStore(JobStore):
     def drop_payload(self, job_id: str) -> None:
         self._connection().execute("DELETE FROM payloads WHERE job_id = ?", (job_id,))
 
+    def keep_result(self, job_id: str, data: bytes) -> None:
+        self._connection().execute("INSERT OR REPLACE INTO results VALUES (?, ?, ?)", (job_id, len(data), data))
+
+    def kept_result(self, job_id: str) -> bytes | None:
+        row = self._connection().execute("SELECT data FROM results WHERE job_id = ?", (job_id,)).fetchone()
+        return bytes(row[0]) if row else None
+
     def set_progress(
         self, job_id: str, progress: Progress, preview: bytes | None = None, *, publish: bool = False
     ) -> JobRecord | None:
@@ -211,23 +219,33 @@ class SqliteStore(JobStore):
     def prune(self, *, keep_finished: int, keep_payload_bytes: int) -> None:
         db = self._connection()
         rows = db.execute(
-            "SELECT jobs.id, payloads.size FROM jobs JOIN payloads ON payloads.job_id = jobs.id "
-            "WHERE jobs.finished = 1 ORDER BY jobs.seq DESC"
+            "SELECT jobs.id, COALESCE(payloads.size, 0) + COALESCE(results.size, 0) FROM jobs "
+            "LEFT JOIN payloads ON payloads.job_id = jobs.id LEFT JOIN results ON results.job_id = jobs.id "
+            "WHERE jobs.finished = 1 AND (payloads.size IS NOT NULL OR results.size IS NOT NULL) ORDER BY jobs.seq DESC"
         ).fetchall()
         held, dropped = 0, []
         for job_id, size in rows:
             held += size
             if held > keep_payload_bytes:
                 dropped.append((job_id,))
-        db.executemany("DELETE FROM payloads WHERE job_id = ?", dropped)
+        for table in ("payloads", "results"):
+            db.executemany(f"DELETE FROM {table} WHERE job_id = ?", dropped)  # noqa: S608 (fixed names)
         old = db.execute(
             "SELECT id FROM jobs WHERE finished = 1 ORDER BY seq DESC LIMIT -1 OFFSET ?", (keep_finished,)
         ).fetchall()
-        for table, column in (("payloads", "job_id"), ("progress", "job_id"), ("links", "job_id"), ("jobs", "id")):
+        for table, column in (
+            ("payloads", "job_id"),
+            ("results", "job_id"),
+            ("progress", "job_id"),
+            ("links", "job_id"),
+            ("jobs", "id"),
+        ):
             db.executemany(f"DELETE FROM {table} WHERE {column} = ?", old)  # noqa: S608 (fixed names)
 
     def payload_bytes(self) -> int:
-        return self._connection().execute("SELECT COALESCE(SUM(size), 0) FROM payloads").fetchone()[0]
+        return self._connection().execute(
+            "SELECT (SELECT COALESCE(SUM(size), 0) FROM payloads) + (SELECT COALESCE(SUM(size), 0) FROM results)"
+        ).fetchone()[0]
 
     def close(self) -> None:
         """Close this thread's connection. Other threads' connections close with their threads:

@@ -79,6 +79,9 @@ class Transaction:
 
 class JobStore(ABC):
     kind: str  # "sqlite" or "redis", for /health and the operator
+    # True: `transact` runs on a snapshot and commits by compare-and-set, so one that changes
+    # nothing costs a read and takes no lock (idle workers need no cheaper look first).
+    optimistic = False
 
     def __init__(self) -> None:
         self._changed = threading.Condition()  # a job changed state in this process (or, on Redis, anywhere)
@@ -118,6 +121,14 @@ class JobStore(ABC):
 
     @abstractmethod
     def drop_payload(self, job_id: str) -> None: ...
+
+    @abstractmethod
+    def keep_result(self, job_id: str, data: bytes) -> None:
+        """A finished job's result the result store did not keep (a flagged image, a full or
+        unwritable store), so any front-end can still serve it by id; bounded with the inputs."""
+
+    @abstractmethod
+    def kept_result(self, job_id: str) -> bytes | None: ...
 
     @abstractmethod
     def set_progress(
@@ -194,12 +205,12 @@ class JobStore(ABC):
 
     @abstractmethod
     def prune(self, *, keep_finished: int, keep_payload_bytes: int) -> None:
-        """Drop the inputs of the oldest finished jobs beyond `keep_payload_bytes`, and the oldest
-        finished records beyond `keep_finished`."""
+        """Drop the inputs and kept results of the oldest finished jobs beyond `keep_payload_bytes`,
+        and the oldest finished records beyond `keep_finished`."""
 
     @abstractmethod
     def payload_bytes(self) -> int:
-        """Bytes of job inputs held (what retention counts)."""
+        """Bytes of job inputs and kept results held (what retention counts)."""
 
     def close(self) -> None:  # noqa: B027 (optional)
         pass

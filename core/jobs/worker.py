@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from core.engines.base import Preview
 from core.errors import CancelledError, EngineError, OutOfMemoryError, StudioError
 from core.jobs import eta, policy
-from core.jobs.payload import decode_request, output_sizes
+from core.jobs.payload import decode_request, encode_result, output_sizes
 from core.jobs.record import JobRecord, JobState, Progress, ResultInfo
 from core.runner import Prepared, Result
 
@@ -95,12 +95,13 @@ class Worker:
 
     def _claim(self) -> JobRecord | None:
         now = time.time()
-        unfinished = self.store.unfinished()  # a cheap read first: most idle checks find nothing to do
-        lost = any(
-            r.state is JobState.RUNNING and r.lease_until is not None and r.lease_until < now for r in unfinished
-        )
-        if not lost and not any(r.state is JobState.QUEUED for r in unfinished):
-            return None
+        if not self.store.optimistic:  # a cheap read first: most idle checks find nothing to do
+            unfinished = self.store.unfinished()
+            lost = any(
+                r.state is JobState.RUNNING and r.lease_until is not None and r.lease_until < now for r in unfinished
+            )
+            if not lost and not any(r.state is JobState.QUEUED for r in unfinished):
+                return None
         queue = self.queue
 
         def take(txn):
@@ -204,8 +205,11 @@ class Worker:
         progress = self._progress
         info = None
         if state is JobState.DONE and prepared is not None:
-            stored = self.queue.studio.store is not None and result.key in self.queue.studio.store
+            results = self.queue.studio.store
+            stored = results is not None and result.key in results
             info = ResultInfo(result.key, prepared.request.seed, output_sizes(prepared.request), stored)
+            if results is not None and not stored:  # flagged, or the result store is full or broken
+                self._keep_copy(record.id, result)
 
         def finish(txn) -> bool:
             current = txn.get(record.id)
@@ -226,6 +230,13 @@ class Worker:
         if state is not JobState.DONE or record.task != "inpaint":
             self.store.drop_payload(record.id)  # only a finished edit needs its input: its result is composed on it
         self.queue._after_finish()
+
+    def _keep_copy(self, job_id: str, result: Result) -> None:
+        """The job store keeps the result, so every front-end can serve it (before the commit)."""
+        try:
+            self.store.keep_result(job_id, encode_result(result))
+        except Exception:  # this process still holds it; others answer result_gone
+            log.exception("could not keep the result of job %s in the job store", job_id)
 
     def _release(self, record: JobRecord) -> None:
         def release(txn) -> None:
