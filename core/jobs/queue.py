@@ -139,13 +139,11 @@ class JobQueue:
             raise BusyError("the studio is shutting down; try again in a minute")
         prepared = self.studio.prepare(request)
         hit = self.studio.cached(prepared)  # disk I/O and encoding: all before the store's transaction
-        # A job to run needs its inputs stored before it exists (a worker elsewhere may take it at
-        # once); a cache hit's edit needs its input only to show the result elsewhere: stored after.
+        # A job to run has its inputs stored with it (a worker elsewhere may take it at once); a
+        # cache hit's edit needs its input only to show the result elsewhere: stored after.
         payload = encode_request(prepared.request) if hit is None else None
         heartbeat = heartbeat and group is None
         job_id, now = secrets.token_hex(8), time.time()
-        if payload is not None:
-            self.store.put_payload(job_id, payload)  # before the job exists: a worker may take it at once
 
         def queue(txn) -> str:
             policy.drop_abandoned(txn, now, self.abandon_after_s)
@@ -162,26 +160,25 @@ class JobQueue:
                 record.cached = True
                 policy.finish(txn, record, JobState.DONE, now)
             else:
-                txn.put(record)
+                txn.put(record, payload)
             return record.id
 
+        if hit is None:
+            with self._lock:  # before the commit: a worker of this process may take the job at once
+                self._prepared[job_id] = prepared
+        chosen = None
         try:
             chosen = self.store.transact(queue)
-        except BaseException:
-            if payload is not None:
-                self.store.drop_payload(job_id)
-            raise
+        finally:
+            if chosen != job_id:  # refused, or shared with an identical job: nothing of ours was stored
+                with self._lock:
+                    self._prepared.pop(job_id, None)
         if chosen != job_id:
-            if payload is not None:
-                self.store.drop_payload(job_id)
             return chosen
         if hit is not None:
             self._hold(job_id, hit)
             if prepared.request.task == "inpaint":
                 self._background.submit(self._store_inputs, job_id, prepared.request)
-        else:
-            with self._lock:
-                self._prepared[job_id] = prepared
         return job_id
 
     def _store_inputs(self, job_id: str, request: Request) -> None:

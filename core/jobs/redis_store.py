@@ -23,6 +23,7 @@ import logging
 import secrets
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 
 _INDEX_TTL_S = 7 * 24 * 3600  # session and group indexes outlive any job kept
 _PROGRESS_TTL_S = 24 * 3600  # a dead worker's progress does not stay forever
+_FINISHED_HERE = 64  # records of jobs this process finished, read here without a round trip
 _WAKE_KEEP = 8  # tokens wait only while no worker blocks (busy ones look at the store before blocking)
 
 # The unfinished jobs as one reply: version, last seq, fairness state, then each job's id and JSON.
@@ -66,7 +68,7 @@ return snapshot(ARGV[1])
 # ARGV: prefix, expected version, new seq ('' = unchanged), served JSON ('' = unchanged), wake
 # workers ('1'/'0'), event payload, index TTL, then the records: count, and for each id, seq,
 # finished ('1'/'0'), JSON, index count, indexes ("session:<name>", "group:<name>"); then the jobs
-# whose progress goes: count, ids.
+# whose progress goes: count, ids; then new jobs' inputs: count, and for each id, bytes.
 _COMMIT = (
     _SNAPSHOT_LUA
     + """
@@ -97,6 +99,12 @@ i = i + 1
 for _ = 1, tonumber(ARGV[i]) do
   i = i + 1
   redis.call('DEL', p .. 'progress:' .. ARGV[i])
+end
+i = i + 1
+for _ = 1, tonumber(ARGV[i]) do
+  redis.call('SET', p .. 'payload:' .. ARGV[i + 1], ARGV[i + 2])
+  redis.call('HSET', p .. 'payload_sizes', ARGV[i + 1], string.len(ARGV[i + 2]))
+  i = i + 2
 end
 if ARGV[3] ~= '' then redis.call('SET', p .. 'seq', ARGV[3]) end
 if ARGV[4] ~= '' then redis.call('SET', p .. 'served', ARGV[4]) end
@@ -146,6 +154,9 @@ class RedisStore(JobStore):
         self._commit = self._redis.register_script(_COMMIT)
         self._last: _Snapshot | None = None  # the newest snapshot of the unfinished jobs this process saw
         self._last_lock = threading.Lock()
+        # Finished records never change again: the waiter of a job a worker here finished reads its
+        # record from memory (until pruning, which keeps far more than these).
+        self._finished_here: OrderedDict[str, bytes] = OrderedDict()
         self._listener: threading.Thread | None = None
         self._listener_lock = threading.Lock()
         self._subscribed = threading.Event()
@@ -187,10 +198,10 @@ class RedisStore(JobStore):
                     continue
                 return value
             used_seq = next(seqs) - 1
-            args, after = self._commit_args(txn, state, used_seq)
+            args, after, finished = self._commit_args(txn, state, used_seq)
             reply = self._commit(args=args)
             if reply[0] == b"ok":
-                self._remember(after)
+                self._remember(after, finished)
                 self._signal()
                 return value
             state, checked = self._remember(_Snapshot.of(reply[1:])), True  # another process came first
@@ -200,14 +211,20 @@ class RedisStore(JobStore):
         reply = self._read(args=[self._p] if version is None else [self._p, version])
         return None if reply == [b"same"] else self._remember(_Snapshot.of(reply))
 
-    def _remember(self, state: _Snapshot) -> _Snapshot:
+    def _remember(self, state: _Snapshot, finished: dict[str, bytes] | None = None) -> _Snapshot:
         with self._last_lock:  # threads may finish out of order: keep the newest
             if self._last is None or state.newer_than(self._last):
                 self._last = state
+            self._finished_here.update(finished or {})
+            while len(self._finished_here) > _FINISHED_HERE:
+                self._finished_here.popitem(last=False)
         return state
 
-    def _commit_args(self, txn: Transaction, state: _Snapshot, used_seq: int) -> tuple[list, _Snapshot]:
-        """The commit script's arguments, and the snapshot that holds once it succeeds."""
+    def _commit_args(
+        self, txn: Transaction, state: _Snapshot, used_seq: int
+    ) -> tuple[list, _Snapshot, dict[str, bytes]]:
+        """The commit script's arguments, the snapshot that holds once it succeeds, and the records
+        it finishes."""
         served = state.served if txn.served == txn.served_before else json.dumps(txn.served).encode()
         args: list = [
             self._p,
@@ -219,18 +236,21 @@ class RedisStore(JobStore):
             _INDEX_TTL_S,
             len(txn.changed),
         ]
-        records = dict(state.records)
+        records, finished = dict(state.records), {}
         for record in txn.changed.values():
             raw = record.to_json().encode()
             if record.state.finished:
                 records.pop(record.id, None)
+                finished[record.id] = raw
             else:
                 records[record.id] = raw
             indexes = [f"session:{name}" for name in record.watchers] + [f"group:{name}" for name in record.groups]
             args += [record.id, record.seq, int(record.state.finished), raw, len(indexes), *indexes]
-        args += [len(txn.progress_dropped), *txn.progress_dropped]
+        args += [len(txn.progress_dropped), *txn.progress_dropped, len(txn.payloads)]
+        for job_id, data in txn.payloads.items():
+            args += [job_id, data]
         version = str(int(state.version) + 1).encode()
-        return args, _Snapshot(version, max(used_seq, state.seq), served, records)
+        return args, _Snapshot(version, max(used_seq, state.seq), served, records), finished
 
     def _load(self, client, job_id: str) -> JobRecord | None:
         raw = client.get(self._k("job", job_id))
@@ -242,7 +262,9 @@ class RedisStore(JobStore):
         return sorted((JobRecord.from_json(raw) for raw in raws if raw is not None), key=lambda record: record.seq)
 
     def get(self, job_id: str) -> JobRecord | None:
-        return self._load(self._redis, job_id)
+        with self._last_lock:
+            raw = self._finished_here.get(job_id)
+        return JobRecord.from_json(raw) if raw is not None else self._load(self._redis, job_id)
 
     def unfinished(self) -> list[JobRecord]:
         state = self._fetch()
@@ -381,6 +403,9 @@ class RedisStore(JobStore):
     # -- retention ---------------------------------------------------------------------------------
 
     def prune(self, *, keep_finished: int, keep_payload_bytes: int) -> None:
+        if keep_finished < _FINISHED_HERE:
+            with self._last_lock:
+                self._finished_here.clear()
         finished = [job_id.decode() for job_id in self._redis.zrevrange(self._k("finished"), 0, -1)]  # newest first
         if not finished:
             return

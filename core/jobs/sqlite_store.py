@@ -78,6 +78,9 @@ class SqliteStore(JobStore):
                 links = [("session", name, record.id) for name in record.watchers]
                 links += [("group", name, record.id) for name in record.groups]
                 db.executemany("INSERT OR IGNORE INTO links VALUES (?, ?, ?)", links)
+            db.executemany("INSERT OR REPLACE INTO payloads VALUES (?, ?, ?)", [
+                (job_id, len(data), data) for job_id, data in txn.payloads.items()
+            ])
             db.executemany("DELETE FROM progress WHERE job_id = ?", [(job_id,) for job_id in txn.progress_dropped])
             if txn.served != txn.served_before:
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('served', ?)", (json.dumps(txn.served),))

@@ -44,6 +44,7 @@ class Transaction:
         self.served_before = dict(served)
         self.changed: dict[str, JobRecord] = {}
         self.progress_dropped: set[str] = set()  # running jobs' progress and preview, removed with the commit
+        self.payloads: dict[str, bytes] = {}  # new jobs' inputs, stored with the commit
         self._lookup = lookup
         self._new_seq = new_seq
         self._by_id = {record.id: record for record in self.unfinished}
@@ -57,8 +58,11 @@ class Transaction:
                 self._by_id[job_id] = record
         return record
 
-    def put(self, record: JobRecord) -> None:
+    def put(self, record: JobRecord, payload: bytes | None = None) -> None:
+        """`payload`: a new job's inputs, committed with it (no worker sees the job without them)."""
         self.changed[record.id] = record
+        if payload is not None:
+            self.payloads[record.id] = payload
         if record.id not in self._by_id and not record.state.finished:
             self.unfinished.append(record)
         self._by_id[record.id] = record
