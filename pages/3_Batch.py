@@ -69,7 +69,7 @@ with prompts_tab:
 with images_tab:
     settings, studio = state.settings(), state.studio()
     best_remover = studio.catalogue.default_remove_model()  # LaMa when downloaded, else OpenCV
-    inputs, setup = st.columns([3, 2], gap="large")
+    inputs, setup = st.columns([3, 2], gap="medium")
 
     with inputs:
         source = st.radio(

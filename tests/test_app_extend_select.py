@@ -103,15 +103,27 @@ def test_clicked_selection_becomes_the_mask_and_can_cut_the_painted_one(tiny_sam
     # Painted strokes over both blocks, with the selection cut out: only the grey block stays masked.
     strokes = [{"tool": "rect", "size": 0, "points": [[100, 100], [1450, 520]]}]
     at.session_state[strokes_key("inpaint")] = {"doc": digest_bytes(photo), "epoch": 7, "strokes": strokes}
-    at.segmented_control(key="inpaint.select-how").set_value("Cut from the mask")
+    from core.ui.select import SUBTRACT, combined
+
+    at.segmented_control(key="inpaint.select-how").set_value(SUBTRACT)
     at.run()
     from core.masks.strokes import mask_from_strokes
-    from core.ui.select import combined
 
     drawn = mask_from_strokes(strokes, (1500, 600))
     selection = at.session_state["inpaint.selection-memo"][1]
-    cut = np.asarray(combined(drawn, selection, "Cut from the mask")) > 0
+    cut = np.asarray(combined(drawn, selection, SUBTRACT)) > 0
     assert cut[300, 1150] and not cut[300, 300]
+    # and the page runs exactly that mask: the grey block is repainted, the selected white block kept.
+    first = at.session_state["inpaint.job"]
+    button(at, "Run").click()
+    run_until(
+        at.run(),
+        lambda at: at.session_state["inpaint.job"] != first and "Use as next round" in [b.label for b in at.button],
+        what="the removal with the selection cut out",
+    )
+    result = np.asarray(load_image(queue.result(at.session_state["inpaint.job"]).pngs[0]))
+    changed = np.any(result != np.asarray(scene()), axis=2)
+    assert changed[150:450, 950:1350].mean() > 0.5 and changed[250:350, 300:450].mean() < 0.05
 
 
 def test_without_a_segmentation_model_the_panel_says_how_to_get_one(coffee):

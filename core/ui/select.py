@@ -24,7 +24,7 @@ from core.ui import state
 from core.ui.mask_editor import Drawing, SelectionLayer
 from core.ui.uploads import LoadedImage
 
-ADD, SUBTRACT = "Add to the mask", "Cut from the mask"
+ADD, SUBTRACT = "Add to mask", "Cut from mask"
 
 
 @dataclass(frozen=True)
