@@ -25,8 +25,8 @@ import sys
 import time
 
 from bench.figures import Figure, Outcome, Target
-from bench.measure import Spread, Timing, children_cpu, side_by_side, timed
-from bench.photos import disc_mask, photo, upscaled
+from bench.measure import Spread, Timing, children_cpu, queue_to_png_bytes, side_by_side, timed
+from bench.photos import disc_mask, photo, upscaled, variant
 from bench.profiling import INPAINT_PARTS, where_time_goes
 from bench.workspace import REPOSITORY, Workspace, set_torch_threads
 
@@ -44,42 +44,20 @@ def _request(model: str, image, mask, seed: int):
     return InpaintRequest(model=model, image=image, mask=mask, prompt="a sticker", num_inference_steps=STEPS, seed=seed)
 
 
-def _variant(image, number: int):
-    """`image` with its corner pixel set from `number`: another photo for the cache key, the same work."""
-    changed = image.copy()
-    changed.putpixel((0, 0), (number % 256, number // 256 % 256, 7))
-    return changed
-
-
 def run(workspace: Workspace) -> Outcome:
-    from core.jobs import JobQueue
-    from core.pool import ModelPool
-    from core.runner import Studio
-    from core.store import ResultStore
-
     set_torch_threads(workspace.options.threads)
     small = photo("astronaut")
     big = upscaled(small, BIG)
     masks = {SMALL: disc_mask(small.size, MASK_CENTRE), BIG: disc_mask(big.size, MASK_CENTRE)}
     images = {SMALL: small, BIG: big}
-    studio = Studio(workspace.catalogue(), ModelPool(2), ResultStore(workspace.scratch("large-store"), 64 << 30))
-    queue = JobQueue(studio, max_queue=4, max_per_session=4)
+    studio, queue = workspace.stored_studio("large-store")
     repeats = workspace.repeats(7)
     figures, profiles = [], {}
     for model in MODELS:
 
         def timed_run(side: int, number: int, model: str = model) -> Timing:
-            request = _request(model, _variant(images[side], number), masks[side], number)  # the user's upload
-
-            def queue_to_png_bytes() -> bytes:
-                job = queue.submit(request, session="bench")
-                queue.wait(job, timeout=600)
-                result = queue.result(job)
-                if result.cached:
-                    raise RuntimeError("a timed run was served from the store: it must be a miss")
-                return result.pngs[0]  # what the user receives
-
-            return timed(queue_to_png_bytes)
+            request = _request(model, variant(images[side], number), masks[side], number)  # the user's upload
+            return timed(lambda: queue_to_png_bytes(queue, request))
 
         timed_run(SMALL, 1)  # load the model and warm both sizes
         timed_run(BIG, 1)
@@ -96,7 +74,7 @@ def run(workspace: Workspace) -> Outcome:
         )
 
         def profiled(side: int, model: str = model) -> None:
-            prepared = studio.prepare(_request(model, _variant(images[side], 999), masks[side], 999))
+            prepared = studio.prepare(_request(model, variant(images[side], 999), masks[side], 999))
             result = studio.run(prepared)
             assert not result.cached
             result.pngs  # noqa: B018 - the bytes the user receives are part of the run

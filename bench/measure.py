@@ -66,6 +66,18 @@ def timed(call: Callable[[], object]) -> Timing:
     return Timing(time.perf_counter() - started, time.process_time() - cpu_started)
 
 
+def queue_to_png_bytes(queue, request) -> bytes:
+    """The path a user waits on: submit `request` to the job queue (as the pages and the API do), wait,
+    and take the first result's PNG bytes (what the user downloads). A result served from the store
+    is refused: a timed run must be a miss."""
+    job = queue.submit(request, session="bench")
+    queue.wait(job, timeout=600)
+    result = queue.result(job)
+    if result.cached:
+        raise RuntimeError("a timed run was served from the store: it must be a miss")
+    return result.pngs[0]
+
+
 def children_cpu() -> float:
     """CPU seconds used so far by this process's finished (waited-for) child processes."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -5,8 +5,8 @@ on tiles of the strip; a native-size remover such as OpenCV on the whole strip s
 the model's work is the same for both photos; what grows is the band work (4x the band's pixels:
 build, blend, store) and the photo's own share of the output (the PNG the user receives holds the
 whole 13.5 MP frame against 1.1 MP). Two figures per model, both real misses (a new seed every
-repetition, OpenCV's stored results deleted since it ignores seeds; each result checked not to be
-a cache hit), image loaded:
+repetition and one pixel of the photo changed, since OpenCV ignores seeds; each result checked not
+to be a cache hit), image loaded:
 
 - the user's path: submit the `OutpaintRequest` to the job queue (as the pages and the API do),
   wait, and take the result's PNG bytes (what the user downloads);
@@ -24,8 +24,8 @@ from __future__ import annotations
 import os
 
 from bench.figures import Figure, Outcome, Target
-from bench.measure import Spread, Timing, side_by_side, timed
-from bench.photos import photo, upscaled
+from bench.measure import Spread, Timing, queue_to_png_bytes, side_by_side, timed
+from bench.photos import photo, upscaled, variant
 from bench.profiling import where_time_goes
 from bench.workspace import Workspace, set_torch_threads
 
@@ -54,43 +54,27 @@ def user_path(studio, prepared) -> bytes:
 
 
 def run(workspace: Workspace) -> Outcome:
-    from core.jobs import JobQueue
-    from core.pool import ModelPool
     from core.requests import OutpaintRequest
-    from core.runner import Studio
-    from core.store import ResultStore
 
     set_torch_threads(workspace.options.threads)
     # The tiny UNet on torch, as the tests run it (OpenVINO's converted tiny UNet is another path).
     os.environ["STUDIO_OPENVINO"] = "0"
     source = photo("coffee")
     images = {side: upscaled(source, side).crop((0, 0, side, side * 3 // 4)) for side in (BIG, SMALL)}
-    studio = Studio(workspace.catalogue(), ModelPool(2), ResultStore(workspace.scratch("outpaint-store"), 64 << 30))
-    queue = JobQueue(studio, max_queue=4, max_per_session=4)
+    studio, queue = workspace.stored_studio("outpaint-store")
     repeats = workspace.repeats(5)
     figures = []
     for model in MODELS:
 
         def request(side: int, seed: int, model: str = model) -> OutpaintRequest:
-            if model == "opencv-telea":  # it ignores seeds: forget its stored results so the run is a miss
-                for entry in studio.store.listing():
-                    studio.store.delete(entry.key)
+            photo_variant = variant(images[side], seed)  # a miss for every engine: OpenCV ignores the seed
             return OutpaintRequest(
-                model=model, image=images[side], right=BAND, prompt="more of the table", num_inference_steps=STEPS, seed=seed
+                model=model, image=photo_variant, right=BAND, prompt="more of the table", num_inference_steps=STEPS, seed=seed
             )
 
-        def queue_to_png_bytes(side: int, seed: int) -> Timing:
+        def user_wait(side: int, seed: int) -> Timing:
             job_request = request(side, seed)
-
-            def submit_wait_bytes() -> bytes:
-                job = queue.submit(job_request, session="bench")
-                queue.wait(job, timeout=600)
-                result = queue.result(job)
-                if result.cached:
-                    raise RuntimeError("a timed run was served from the store: it must be a miss")
-                return result.pngs[0]  # what the user receives
-
-            return timed(submit_wait_bytes)
+            return timed(lambda: queue_to_png_bytes(queue, job_request))
 
         def run_only(side: int, seed: int) -> Timing:
             prepared = studio.prepare(request(side, seed))
@@ -100,9 +84,9 @@ def run(workspace: Workspace) -> Outcome:
                 raise RuntimeError("a timed run was a cache hit")
             return timing
 
-        queue_to_png_bytes(SMALL, 1)  # load the model, warm both sizes
-        queue_to_png_bytes(BIG, 1)
-        user = side_by_side(lambda r: queue_to_png_bytes(BIG, 100 + r), lambda r: queue_to_png_bytes(SMALL, 100 + r), repeats)
+        user_wait(SMALL, 1)  # load the model, warm both sizes
+        user_wait(BIG, 1)
+        user = side_by_side(lambda r: user_wait(BIG, 100 + r), lambda r: user_wait(SMALL, 100 + r), repeats)
         work = side_by_side(lambda r: run_only(BIG, 200 + r), lambda r: run_only(SMALL, 200 + r), repeats)
         profile = {
             f"{side}px": where_time_goes(

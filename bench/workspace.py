@@ -93,6 +93,17 @@ class Workspace:
 
         return Catalogue.load(self.catalogue_file)
 
+    def stored_studio(self, name: str):
+        """A Studio over the workspace catalogue with a result store of its own (`name`), and a job queue
+        in front of it: what the pages and the API run on."""
+        from core.jobs import JobQueue
+        from core.pool import ModelPool
+        from core.runner import Studio
+        from core.store import ResultStore
+
+        studio = Studio(self.catalogue(), ModelPool(2), ResultStore(self.scratch(name), 64 << 30))
+        return studio, JobQueue(studio, max_queue=4, max_per_session=4)
+
     def environment(self, **extra: str) -> dict[str, str]:
         """The environment of a child process: this repository importable, offline, torch threads set."""
         environment = dict(os.environ)

@@ -189,3 +189,8 @@ def test_api_batch_refuses_unknown_models_and_bad_bodies(api_client):
         api_client.post("/api/v1/batches", json={"model": "tiny-sd", "prompts": ["x"], "seeds": 99}).status_code == 400
     )
     assert api_client.get("/api/v1/batches/nope").status_code == 404
+    # The batch's settings are the request schema's fields: its bounds refuse, in its words, before anything runs.
+    bad = api_client.post("/api/v1/batches", json={"model": "tiny-sd", "prompts": ["x"], "guidance_scale": 99})
+    assert bad.status_code == 400 and bad.json()["error"]["message"].startswith("guidance_scale must be a number in [0, 30]")
+    documented = api_client.get("/api/v1/openapi.json").json()["components"]["schemas"]["BatchBody"]["properties"]
+    assert documented["num_inference_steps"]["anyOf"][0]["maximum"] == 150 and documented["scheduler"]["anyOf"][0]["enum"]

@@ -15,17 +15,17 @@ from typing import Any, Literal
 
 import anyio
 from fastapi import FastAPI, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from core import services
 from core.api import runs
 from core.api.auth import client_session
 from core.api.errors import ApiError
-from core.api.schemas import error_responses
+from core.api.schemas import error_responses, request_fields
 from core.batch import RequestRun, drive
 from core.jobs import JobState
 from core.prompt_batch import MAX_ROWS, MAX_SEEDS, PromptRow, batch_zip, expand
-from core.requests import GenerateRequest
+from core.requests import GenerateRequest, fields
 
 KEEP_BATCHES = 64  # finished batches are forgotten oldest first beyond this many
 
@@ -42,7 +42,7 @@ class PromptRowBody(BaseModel):
     steps: int | None = Field(None, description="num_inference_steps for this row")
 
 
-class BatchBody(BaseModel):
+class _BatchBase(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         strict=True,
@@ -52,13 +52,23 @@ class BatchBody(BaseModel):
     model: str = Field(description="A model id from GET /models; rows may name their own.")
     prompts: list[str | PromptRowBody] = Field(description="Prompts, or rows with their own settings.")
     seeds: int = Field(1, description=f"images per prompt (seed, seed+1, ...), 1..{MAX_SEEDS}")
-    negative_prompt: str = ""
-    width: int | None = None
-    height: int | None = None
-    num_inference_steps: int | None = None
-    guidance_scale: float | None = None
-    scheduler: str | None = None
-    seed: int | None = Field(None, description="every prompt's first seed; null: one drawn per prompt")
+
+    def template(self) -> GenerateRequest:
+        """The settings every row starts from (a row's own values replace them)."""
+        return GenerateRequest(model=self.model, **self.model_dump(include=set(TEMPLATE_FIELDS)))
+
+
+# The batch's settings for every prompt: the request schema's fields (types, bounds, defaults, docs), not copies.
+TEMPLATE_FIELDS = ("negative_prompt", "width", "height", "num_inference_steps", "guidance_scale", "scheduler", "seed")
+_SEED_ANNOTATION = fields(GenerateRequest)["seed"].annotation
+BatchBody = create_model(
+    "BatchBody",
+    __base__=_BatchBase,
+    **{
+        **request_fields(GenerateRequest, only=TEMPLATE_FIELDS),
+        "seed": (_SEED_ANNOTATION, Field(None, description="Every prompt's first seed; unset: one drawn per prompt.")),
+    },
+)
 
 
 class BatchItemInfo(BaseModel):
@@ -131,17 +141,7 @@ def _create(body: BatchBody, client: str) -> dict[str, Any]:
     for row in rows:
         if row.model is not None:
             runs.require_catalogue_model(row.model)
-    template = GenerateRequest(
-        model=body.model,
-        negative_prompt=body.negative_prompt,
-        width=body.width,
-        height=body.height,
-        num_inference_steps=body.num_inference_steps,
-        guidance_scale=body.guidance_scale,
-        scheduler=body.scheduler,
-        seed=body.seed,
-    )
-    run = RequestRun(expand(rows, template, seeds=body.seeds), kind="api-batch")
+    run = RequestRun(expand(rows, body.template(), seeds=body.seeds), kind="api-batch")
     batch = _Batch(run, client, threading.Lock())
     batch_id = secrets.token_hex(8)
     with _registry_lock:

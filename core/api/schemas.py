@@ -22,9 +22,15 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
-def _request_fields(request_type: type, *, without: tuple[str, ...] = ()) -> dict[str, Any]:
+def request_fields(
+    request_type: type, *, without: tuple[str, ...] = (), only: tuple[str, ...] | None = None
+) -> dict[str, Any]:
     """The request's fields as pydantic `create_model` wants them: the same types, bounds, defaults, docs."""
-    return {name: (info.annotation, info) for name, info in fields(request_type).items() if name not in without}
+    return {
+        name: (info.annotation, info)
+        for name, info in fields(request_type).items()
+        if name not in without and (only is None or name in only)
+    }
 
 
 _IMAGE = (str, Field(description="The image, base64 PNG/JPEG/WebP (a data: URL prefix is accepted)."))
@@ -66,16 +72,16 @@ class _OutpaintBase(_Body):
         return OutpaintRequest(**self.model_dump(exclude={"task", "image"}), image=image)
 
 
-GenerateBody = create_model("GenerateBody", __base__=_GenerateBase, **_request_fields(GenerateRequest))
+GenerateBody = create_model("GenerateBody", __base__=_GenerateBase, **request_fields(GenerateRequest))
 InpaintBody = create_model(
     "InpaintBody",
     __base__=_InpaintBase,
     image=_IMAGE,
     mask=_MASK,
-    **_request_fields(InpaintRequest, without=("image", "mask")),
+    **request_fields(InpaintRequest, without=("image", "mask")),
 )
 OutpaintBody = create_model(
-    "OutpaintBody", __base__=_OutpaintBase, image=_IMAGE, **_request_fields(OutpaintRequest, without=("image",))
+    "OutpaintBody", __base__=_OutpaintBase, image=_IMAGE, **request_fields(OutpaintRequest, without=("image",))
 )
 
 
