@@ -14,7 +14,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 
-from core import memory
+from core import memory, settings
 from core.catalogue import ModelSpec
 from core.engines import load_engine
 from core.engines.base import Engine
@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 class ModelPool:
     def __init__(
         self,
-        max_resident: int = 1,
+        max_resident: int = settings.default("max_resident_models"),
         loader: Callable[[ModelSpec], Engine] = load_engine,
         budget: Callable[[], memory.Budget] = memory.budget,
     ):

@@ -142,6 +142,12 @@ def _validated(values: tuple[tuple[str, str], ...]) -> Settings:
         raise SettingsError(_one_line(error, dict(values))) from None
 
 
+def default(name: str) -> Any:
+    """A setting's default, for the classes that take it as an argument (JobQueue, ModelPool) so that
+    their own defaults are this one, not a copy."""
+    return Settings.model_fields[name].get_default(call_default_factory=True)
+
+
 def _one_line(error: ValidationError, values: Mapping[str, Any]) -> str:
     detail = error.errors()[0]
     name = str(detail["loc"][0]) if detail.get("loc") else ""
@@ -171,4 +177,4 @@ def _wanted(field: FieldInfo) -> str | None:
     return None
 
 
-__all__ = ["ENV_PREFIX", "QUEUE_URL_SCHEMES", "ImageLimits", "Settings", "SettingsError"]
+__all__ = ["ENV_PREFIX", "QUEUE_URL_SCHEMES", "ImageLimits", "Settings", "SettingsError", "default"]

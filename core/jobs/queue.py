@@ -30,6 +30,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from core import settings
 from core.errors import BusyError
 from core.jobs import eta, policy
 from core.jobs.payload import decode_result, encode_request, output_sizes, request_image
@@ -77,11 +78,11 @@ class JobQueue:
         studio: Studio,
         store: JobStore | None = None,
         *,
-        workers: int = 1,
-        max_queue: int = 32,
-        max_per_session: int = 4,
-        abandon_after_s: float = 60.0,
-        lease_s: float = 30.0,
+        workers: int = settings.default("workers"),
+        max_queue: int = settings.default("max_queue"),
+        max_per_session: int = settings.default("max_jobs_per_session"),
+        abandon_after_s: float = settings.default("abandon_after_s"),
+        lease_s: float = settings.default("lease_s"),
         keep_finished: int = DEFAULT_KEEP_FINISHED,
         keep_payload_bytes: int = DEFAULT_KEEP_PAYLOAD_BYTES,
         keep_result_bytes: int = 256 * 1024 * 1024,
