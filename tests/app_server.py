@@ -135,3 +135,21 @@ def headless_chromium() -> Iterator[Browser]:
             yield browser
         finally:
             browser.close()
+
+
+def settled(page) -> None:
+    """Wait for the rerun the last input started to finish (the script state Streamlit's own browser tests
+    wait on): a click that lands mid-rerun can hit a button that is being replaced and be lost."""
+    page.wait_for_timeout(300)
+    page.locator("[data-testid=stApp][data-test-script-state=notRunning]").wait_for(timeout=60_000)
+
+
+def canvas_pixel(canvas, x: float, y: float) -> tuple[int, int, int]:
+    """The colour the mask editor shows at CSS pixel (x, y) of its canvas."""
+    return tuple(
+        canvas.evaluate(
+            """(c, [x, y]) => { const r = c.width / c.getBoundingClientRect().width;
+                return Array.from(c.getContext('2d').getImageData(Math.round(x * r), Math.round(y * r), 1, 1).data).slice(0, 3); }""",
+            [x, y],
+        )
+    )

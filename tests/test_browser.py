@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from core.ui.mask_editor import PhotoScale
-from tests.app_server import headless_chromium, running_app
+from tests.app_server import canvas_pixel, headless_chromium, running_app, settled
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -43,17 +43,6 @@ def in_viewport(page, locator) -> bool:
     box = locator.bounding_box()
     size = page.viewport_size
     return box is not None and box["y"] >= 0 and box["y"] + min(box["height"], 40) <= size["height"]
-
-
-def canvas_pixel(canvas, x: float, y: float) -> tuple[int, int, int]:
-    """The colour the editor shows at CSS pixel (x, y) of its canvas."""
-    return tuple(
-        canvas.evaluate(
-            """(c, [x, y]) => { const r = c.width / c.getBoundingClientRect().width;
-                return Array.from(c.getContext('2d').getImageData(Math.round(x * r), Math.round(y * r), 1, 1).data).slice(0, 3); }""",
-            [x, y],
-        )
-    )
 
 
 def drag(page, box, points: list[tuple[float, float]]) -> None:
@@ -196,8 +185,7 @@ def test_the_progress_panel_is_in_view_while_a_long_run_works(app_url, browser, 
         box = canvas.bounding_box()
         drag(page, box, [(box["width"] * 0.1, box["height"] * 0.1), (box["width"] * 0.9, box["height"] * 0.9)])
         # The rectangle reruns the page: a click that lands mid-rerun can hit a Run button being replaced.
-        page.wait_for_timeout(500)
-        page.locator("[data-testid=stApp][data-test-script-state=notRunning]").wait_for(timeout=60_000)
+        settled(page)
         run = page.get_by_role("button", name="Run", exact=True)
         run.scroll_into_view_if_needed()
         run.click()

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 from playwright.sync_api import Error as PlaywrightError
 
-from tests.app_server import headless_chromium, running_app
+from tests.app_server import canvas_pixel, headless_chromium, running_app, settled
 from tests.tiny_sam import export_tiny_sam, write_sam_catalogue
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -88,22 +88,6 @@ def test_extend_to_16_9_in_the_browser(app_url, browser, viewport, coffee, tmp_p
     assert np.array_equal(np.asarray(result.convert("RGB"))[:, left : left + 400], np.asarray(photo))
 
 
-def canvas_pixel(canvas, x: float, y: float) -> np.ndarray:
-    """The colour the mask editor shows at CSS pixel (x, y) of its canvas."""
-    return np.array(
-        canvas.evaluate(
-            """(c, [x, y]) => { const r = c.width / c.getBoundingClientRect().width;
-                return Array.from(c.getContext('2d').getImageData(Math.round(x * r), Math.round(y * r), 1, 1).data).slice(0, 3); }""",
-            [x, y],
-        ),
-        dtype=int,
-    )
-
-
-def settled(page) -> None:
-    page.locator("[data-testid=stApp][data-test-script-state=notRunning]").wait_for(timeout=60_000)
-
-
 def test_clicking_on_the_photo_selects_the_object_and_remove_changes_only_it(app_url, browser, tmp_path):
     photo = scene()
     photo.save(tmp_path / "scene.png")
@@ -118,16 +102,16 @@ def test_clicking_on_the_photo_selects_the_object_and_remove_changes_only_it(app
         page.get_by_role("button", name="Select", exact=True).click()
         box = canvas.bounding_box()
         inside, outside = (box["width"] * 0.25, box["height"] * 0.6), (box["width"] * 0.75, box["height"] * 0.6)
-        white, grey = canvas_pixel(canvas, *inside), canvas_pixel(canvas, *outside)
+        white, grey = np.array(canvas_pixel(canvas, *inside), dtype=int), np.array(canvas_pixel(canvas, *outside), dtype=int)
         page.mouse.click(box["x"] + box["width"] * 300 / 1500, box["y"] + box["height"] * 250 / 600)
         page.get_by_text("last selection").wait_for(timeout=60_000)
         for _ in range(50):  # the selection is drawn on the canvas, over the photo, as soon as it arrives
-            tinted = canvas_pixel(canvas, *inside)
+            tinted = np.array(canvas_pixel(canvas, *inside), dtype=int)
             if tinted[2] > tinted[0] + 60:
                 break
             page.wait_for_timeout(200)
         assert tinted[2] > tinted[0] + 60 and white[2] < white[0] + 10, (white, tinted)  # blue over the white block
-        assert np.abs(canvas_pixel(canvas, *outside) - grey).sum() < 10  # the grey block is not selected
+        assert np.abs(np.subtract(canvas_pixel(canvas, *outside), grey)).sum() < 10  # the grey block is not selected
         settled(page)
         run = page.get_by_role("button", name="Run", exact=True)
         scrolled_to(page, run)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from core.provenance import read_parameters
-from tests.app_server import headless_chromium, running_app
+from tests.app_server import headless_chromium, running_app, settled
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -51,13 +51,6 @@ def screenshots(page, tmp_path: Path, name: str, anchor) -> None:
         if os.environ.get("STUDIO_UPDATE_SCREENSHOTS") == "1":
             page.screenshot(path=str(ROOT / "docs" / "screenshots" / path.name))
     page.set_viewport_size(LAPTOP)
-
-
-def settled(page) -> None:
-    """Wait for the rerun the last input started to finish (the script state Streamlit's own browser tests
-    wait on): a click that lands mid-rerun can hit a button that is being replaced and be lost."""
-    page.wait_for_timeout(300)
-    page.locator("[data-testid=stApp][data-test-script-state=notRunning]").wait_for(timeout=60_000)
 
 
 def fill(locator, text: str) -> None:
