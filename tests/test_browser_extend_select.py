@@ -113,6 +113,16 @@ def test_clicking_on_the_photo_selects_the_object_and_remove_changes_only_it(app
         assert tinted[2] > tinted[0] + 60 and white[2] < white[0] + 10, (white, tinted)  # blue over the white block
         assert np.abs(np.subtract(canvas_pixel(canvas, *outside), grey)).sum() < 10  # the grey block is not selected
         settled(page)
+        page.reload()  # the session keeps the clicks: the selection comes back on the canvas
+        canvas.wait_for(timeout=60_000)
+        page.get_by_text("last selection").wait_for(timeout=60_000)
+        for _ in range(50):
+            again = np.array(canvas_pixel(canvas, *inside), dtype=int)
+            if again[2] > again[0] + 60:
+                break
+            page.wait_for_timeout(200)
+        assert again[2] > again[0] + 60, again
+        settled(page)
         run = page.get_by_role("button", name="Run", exact=True)
         scrolled_to(page, run)
         run.click()
