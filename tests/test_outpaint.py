@@ -107,6 +107,34 @@ def test_fill_keeps_the_photo_byte_identical_and_paints_every_new_pixel():
     assert (pixels[..., 1][new] == 200).all()  # every new pixel is the model's
 
 
+def test_the_start_noise_follows_the_seed_and_only_generative_fills_get_it():
+    photo = _photo((160, 120), seed=3)
+    sides = Sides(left=48, bottom=64)
+    seen = {}
+
+    def run(seed, prefill):
+        def paint(image, mask, index):  # records what the model would be given
+            seen.setdefault((seed, prefill is not None), []).append(np.asarray(image).copy())
+            return image
+
+        return np.asarray(
+            outpaint.fill(photo, sides, working_resolution=128, size_multiple=8, paint=paint, prefill=prefill, seed=seed)
+        )
+
+    def keep(image, mask):  # a pre-fill that keeps the edge-extended start as it is
+        return image
+
+    first, again, other = run(5, keep), run(5, keep), run(6, keep)
+    assert np.array_equal(first, again) and not np.array_equal(first, other)
+    assert np.array_equal(first[:120, 48:], np.asarray(photo)) and np.array_equal(other[:120, 48:], np.asarray(photo))
+    # A remover's start is the bare edge extension: no noise, so the seed changes nothing.
+    plain, plain_other = run(5, None), run(6, None)
+    assert np.array_equal(plain, plain_other)
+    column = seen[(5, False)][0][:, 0]  # the new left band's outer column, edge-extended from the photo's
+    noisy = seen[(5, True)][0][:, 0]
+    assert np.abs(noisy.astype(int) - column.astype(int)).max() > 0
+
+
 def test_prefill_runs_on_the_tile_before_the_model():
     photo = Image.new("RGB", (64, 64), (0, 0, 255))
     seen = []
