@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import StudioError
+from core.prompt_batch import DEFAULT_SEEDS
 from core.requests import Cli, GenerateRequest, InpaintRequest, OutpaintRequest, annotations_of, fields, leaf_types
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
@@ -417,7 +418,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = commands.add_parser("generate", help="text to image (one prompt, or a file of prompts)")
     sub.add_argument("prompt", nargs="?")
     sub.add_argument("--prompts", metavar="FILE", help="a .txt (one prompt a line) or .csv of prompts; -o is a folder")
-    sub.add_argument("--seeds", type=int, default=1, help="with --prompts: images per prompt (seed, seed+1, …)")
+    sub.add_argument("--seeds", type=int, default=DEFAULT_SEEDS, help="with --prompts: images per prompt (seed, seed+1, …)")
     sub.add_argument(
         "-o", "--output", required=True, help="output PNG (OUT-1.png … with --num-images > 1), or folder with --prompts"
     )

@@ -26,6 +26,7 @@ from core.requests import MAX_SEED, GenerateRequest, random_seed
 MAX_ROWS = 500
 MAX_SEEDS = 16
 MAX_ITEMS = 1000  # rows x seeds
+DEFAULT_SEEDS = 1  # images per prompt when a batch does not say (page, CLI, API)
 MAX_FILE_BYTES = 2 * 1024 * 1024
 
 # Column name (lower case, spaces and dashes as underscores) -> row field.
@@ -156,7 +157,7 @@ def _row(number: int, values: dict[str, str]) -> PromptRow:
 # -- 2. items --------------------------------------------------------------------------------------
 
 
-def expand(rows: Sequence[PromptRow], template: GenerateRequest, *, seeds: int = 1) -> list[RequestItem]:
+def expand(rows: Sequence[PromptRow], template: GenerateRequest, *, seeds: int = DEFAULT_SEEDS) -> list[RequestItem]:
     """One item per row and seed, named `<line>-<seed>` (e.g. `003-42`), each model's items together.
 
     `template` gives what a row leaves out (model, negative prompt, size, steps, guidance,

@@ -24,7 +24,7 @@ from core.api.errors import ApiError
 from core.api.schemas import error_responses, request_fields
 from core.batch import RequestRun, drive
 from core.jobs import JobState
-from core.prompt_batch import MAX_ROWS, MAX_SEEDS, PromptRow, batch_zip, expand
+from core.prompt_batch import DEFAULT_SEEDS, MAX_ROWS, MAX_SEEDS, PromptRow, batch_zip, expand
 from core.requests import GenerateRequest, fields
 
 KEEP_BATCHES = 64  # finished batches are forgotten oldest first beyond this many
@@ -51,7 +51,7 @@ class _BatchBase(BaseModel):
 
     model: str = Field(description="A model id from GET /models; rows may name their own.")
     prompts: list[str | PromptRowBody] = Field(description="Prompts, or rows with their own settings.")
-    seeds: int = Field(1, description=f"images per prompt (seed, seed+1, ...), 1..{MAX_SEEDS}")
+    seeds: int = Field(DEFAULT_SEEDS, description=f"images per prompt (seed, seed+1, ...), 1..{MAX_SEEDS}")
 
     def template(self) -> GenerateRequest:
         """The settings every row starts from (a row's own values replace them)."""

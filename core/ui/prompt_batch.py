@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import streamlit as st
 
 from core.batch import ItemView, RequestRun
-from core.prompt_batch import MAX_SEEDS, batch_zip, expand, read_prompts
+from core.prompt_batch import DEFAULT_SEEDS, MAX_SEEDS, batch_zip, expand, read_prompts
 from core.requests import GenerateRequest, random_seed
 from core.ui import state
 from core.ui.downloads import zip_download
@@ -55,7 +55,7 @@ def prompt_batch_tab(*, key: str = "prompts") -> None:
     with setup:
         spec = model_picker(studio.catalogue, "txt2img", key=f"{key}.model")
         negative = st.text_input("Negative prompt", key=f"{key}.negative", help="Rows of a CSV may set their own.")
-        seeds = st.number_input("Seeds per prompt", 1, MAX_SEEDS, 1, key=f"{key}.seeds")
+        seeds = st.number_input("Seeds per prompt", 1, MAX_SEEDS, DEFAULT_SEEDS, key=f"{key}.seeds")
         if spec is not None:
             sizes = presets(spec)
             size_label = st.selectbox("Size", list(sizes), key=f"{key}.size.{spec.id}")
