@@ -18,16 +18,16 @@ from core.ui.server import lengthen_keep_alive
 @asynccontextmanager
 async def _start(_app):
     from core import services
-    from core.settings import SettingsError
+    from core.errors import StudioError
     from core.ui.state import export_secrets
 
     try:
         services.settings()
-    except SettingsError as error:  # a bad STUDIO_* variable stops start-up, with one line naming it
+        export_secrets()  # st.secrets["api_key"] protects the API before any page is opened
+        services.queue()  # the workers start now: jobs queued before a restart run without waiting for a visit
+    except StudioError as error:  # a bad STUDIO_* variable or catalogue entry stops start-up, in one line naming it
         print(f"error: {error}", file=sys.stderr, flush=True)
         os._exit(2)  # before serving anything; an exception here would be a traceback, then a half-started server
-    export_secrets()  # st.secrets["api_key"] protects the API before any page is opened
-    services.queue()  # the workers start now: jobs queued before a restart run without waiting for a visit
     yield
 
 

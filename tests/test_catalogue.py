@@ -141,3 +141,25 @@ def test_remove_defaults_to_lama_only_when_it_can_run(tmp_path):
     extra = tmp_path / "models.toml"
     extra.write_text(f'[models.my-lama]\ntasks = ["inpaint"]\nengine = "lama"\npath = "{onnx_file}"\n')
     assert Catalogue.load(extra).default_remove_model() == "my-lama"
+
+
+def test_a_bad_catalogue_entry_stops_the_app_before_it_serves(tmp_path):
+    """`streamlit run Home.py` with a bad STUDIO_MODELS_FILE: exit 2 and one line, no traceback."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    extra = tmp_path / "mine.toml"
+    extra.write_text('[models.x]\ntasks = ["inpaint"]\nengine = "opencv"\ndefault_steps = "25"\n')
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    environment = {**os.environ, "STUDIO_MODELS_FILE": str(extra), "STUDIO_CACHE_DIR": str(tmp_path / "cache")}
+    command = [sys.executable, "-m", "streamlit", "run", "Home.py", "--server.headless", "true", "--server.port", str(port)]
+    root = Path(__file__).resolve().parents[1]
+    completed = subprocess.run(command, cwd=root, env=environment, capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 2
+    errors = [line for line in (completed.stdout + completed.stderr).splitlines() if "mine.toml" in line]
+    assert errors == ["error: mine.toml: model 'x': default_steps must be a whole number from 1 to 150, got '25'"]
+    assert "Traceback" not in completed.stderr
