@@ -14,6 +14,7 @@ from PIL import Image, ImageDraw
 
 from core.errors import BusyError
 from core.jobs import WORKER_LOST_MESSAGE, JobQueue, JobState, UnknownJobError, open_store, policy
+from core.jobs import worker as worker_module
 from core.pool import ModelPool
 from core.requests import InpaintRequest
 from core.runner import Studio
@@ -131,15 +132,23 @@ def test_a_lost_worker_is_retried_once_then_the_job_fails_with_a_message(make_qu
     assert status.state is JobState.FAILED and status.error == WORKER_LOST_MESSAGE and status.attempts == 2
 
 
-def test_cancel_from_another_front_end_stops_a_running_job_within_a_step(make_queue, spy, tiny_catalogue):
+def test_cancel_from_another_front_end_stops_a_running_job_within_a_step(
+    make_queue, spy, tiny_catalogue, monkeypatch
+):
+    # Progress is written on news only (Redis hears every change), not on time: the cancel must
+    # reach the worker through the store's events.
+    monkeypatch.setattr(worker_module, "PROGRESS_WRITE_EVERY_S", 3600.0)
     front, other = make_queue(catalogue=tiny_catalogue), make_queue(catalogue=tiny_catalogue)
-    make_queue(catalogue=tiny_catalogue, workers=1)
+    worker = make_queue(catalogue=tiny_catalogue, workers=1, lease_s=600)  # no lease renewal meanwhile
     spy.gate.clear()
     job = front.submit(generate(1, steps=6), session="client-a")
     wait_until(lambda: other.status(job).state is JobState.RUNNING, what="the job to start")
     queued = front.submit(generate(2, steps=6), session="client-a")
     assert other.cancel(queued).state is JobState.CANCELLED  # a queued cancel is immediate
+    heard = worker.store.generation()
     other.cancel(job)
+    if worker.store.hears_every_change():
+        wait_until(lambda: worker.store.generation() != heard, timeout=10, what="the worker's process to hear of it")
     spy.gate.set()
     assert front.wait(job, timeout=30).state is JobState.CANCELLED
     assert len(spy.steps[1]) <= 2  # stopped at the step after the cancel

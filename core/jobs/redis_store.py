@@ -368,11 +368,14 @@ class RedisStore(JobStore):
     def wait_for_work(self, timeout: float, since: int | None = None) -> None:
         self._redis.blpop([self._k("wake")], timeout=max(0.01, timeout))
 
+    def hears_every_change(self) -> bool:
+        return self._subscribed.is_set()
+
     def wait_for_change(self, timeout: float, since: int | None = None) -> None:
-        self._listen()
+        self.listen()
         super().wait_for_change(timeout, since)
 
-    def _listen(self) -> None:
+    def listen(self) -> None:
         """One subscriber thread per process turns other processes' events into local wake-ups;
         the first waiter waits (briefly) for the subscription, so no event after it is missed."""
         with self._listener_lock:
@@ -384,17 +387,22 @@ class RedisStore(JobStore):
     def _relay(self) -> None:
         while not self._closed.is_set():
             try:
-                pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+                pubsub = self._redis.pubsub()
                 pubsub.subscribe(self._k("events"))
-                pubsub.get_message(timeout=1.0, ignore_subscribe_messages=False)  # the confirmation
+                confirmed = pubsub.get_message(timeout=1.0)
+                if confirmed is None or confirmed["type"] != "subscribe":
+                    raise redis.ConnectionError("the subscription was not confirmed")
                 self._subscribed.set()
                 self._signal()  # anything committed before now: waiters look again
                 while not self._closed.is_set():
                     message = pubsub.get_message(timeout=0.2)
-                    if message is not None and message["data"] != self._origin:  # ours: signalled already
+                    # Not ours (signalled already), or subscribed again after a reconnection (some missed)
+                    if message is not None and (message["type"] != "message" or message["data"] != self._origin):
                         self._signal()
+                self._subscribed.clear()
                 pubsub.close()
             except (redis.RedisError, OSError, ValueError):
+                self._subscribed.clear()  # events may be missed until subscribed again
                 if self._closed.is_set():
                     return  # closed under our feet
                 log.warning("job events: lost the Redis subscription; retrying")

@@ -187,6 +187,14 @@ class JobStore(ABC):
         with self._changed:
             return self._generation
 
+    def listen(self) -> None:  # noqa: B027 (optional)
+        """Start hearing of other processes' changes, where the store can tell (waits do; idempotent)."""
+
+    def hears_every_change(self) -> bool:
+        """Whether `generation()` now counts every committed change in every process (Redis while
+        subscribed to the store's events), not only this process's own."""
+        return False
+
     def wait_for_change(self, timeout: float, since: int | None = None) -> None:
         """Block until a job may have changed state, or `timeout` passes (callers re-check)."""
         self._wait(min(timeout, self.poll_s), since)

@@ -35,6 +35,10 @@ INPUTS_LOST_MESSAGE = "the job's inputs were lost from the job store; submit it 
 PREVIEW_EVERY_S = 0.5  # live previews are small JPEGs, latest only, at most this often
 PREVIEW_SIDE = 256
 PROGRESS_EVENT_EVERY_S = 0.25  # progress announced to live listeners at most this often (none for tiny jobs)
+# Where the store hears of every change anywhere (Redis), a report is written only this often, or
+# when something changed since the last look (a cancel, a lost lease): a job of a few milliseconds
+# then costs no round trip for its progress, and a cancel still stops it at its next step.
+PROGRESS_WRITE_EVERY_S = 0.1
 IDLE_CHECK_S = 0.25  # an idle worker looks for work and for lost leases at least this often
 
 
@@ -60,6 +64,7 @@ class Worker:
         self.stopping = threading.Event()
         self._current: JobRecord | None = None
         self._progress = Progress()  # the running job's, as last reported
+        self._claimed_at = (0.0, 0)  # (time, store generation) just after the running job was claimed
         self._keeper = threading.Thread(target=self._keep_leases, name=f"lease-{name}", daemon=True)
 
     # -- the loop ----------------------------------------------------------------------------------
@@ -67,6 +72,7 @@ class Worker:
     def run(self) -> None:
         """Take and run jobs until `stop()`."""
         self.store.beat(self.name, time.time())
+        self.store.listen()  # cancels from other processes reach a running job through it
         self._keeper.start()
         try:
             while not self.stopping.is_set():
@@ -109,7 +115,10 @@ class Worker:
             policy.drop_abandoned(txn, now, queue.abandon_after_s)
             return policy.claim(txn, self.name, now, queue.lease_s)
 
-        return self.store.transact(take)  # a job it queues again wakes the other idle workers
+        seen = self.store.generation()
+        record = self.store.transact(take)  # a job it queues again wakes the other idle workers
+        self._claimed_at = (time.time(), seen + 1)  # + our own commit: anything more is news
+        return record
 
     # -- one job -------------------------------------------------------------------------------------
 
@@ -167,6 +176,7 @@ class Worker:
     def _reporter(self, record: JobRecord):
         progress = self._progress
         last_preview, last_event = [0.0], [time.time()]
+        last_write, last_seen = [self._claimed_at[0]], [self._claimed_at[1]]
 
         def report(step: int, total: int, preview: Preview | None = None) -> None:
             now = time.time()
@@ -179,12 +189,17 @@ class Worker:
                 jpeg = _preview_jpeg(preview)
                 if jpeg is not None:
                     progress.preview_step, last_preview[0] = step, now
+            if self.stopping.is_set():
+                raise _Released("the worker is stopping")
+            seen = self.store.generation()  # before the write: a change during it counts next time
+            quiet = seen == last_seen[0] and self.store.hears_every_change()
+            if jpeg is None and quiet and now - last_write[0] < PROGRESS_WRITE_EVERY_S:
+                return
+            last_seen[0], last_write[0] = seen, now
             publish = now - last_event[0] >= PROGRESS_EVENT_EVERY_S
             if publish:
                 last_event[0] = now
             current = self.store.set_progress(record.id, progress, jpeg, publish=publish)
-            if self.stopping.is_set():
-                raise _Released("the worker is stopping")
             if current is None or current.worker != self.name or current.state is not JobState.RUNNING:
                 raise _Lost("the job went to another worker")
             if current.cancel_requested:
