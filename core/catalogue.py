@@ -46,7 +46,7 @@ class Availability:
 
 
 # What a catalogue entry may be: checked when it is built, like a request (strict: "25" is not a number).
-_ENTRY_CONFIG = ConfigDict(strict=True, extra="forbid", arbitrary_types_allowed=True)
+_ENTRY_CONFIG = ConfigDict(strict=True, extra="forbid")
 
 
 @pydantic_dataclass(frozen=True, kw_only=True, config=_ENTRY_CONFIG)
