@@ -59,8 +59,8 @@ ARCHITECTURES = {
 }
 
 
-def build(root: Path) -> dict[str, Path]:
-    """Save every architecture (and TAESD) under `root`, skipping those already there."""
+def build(root: Path, names: tuple[str, ...] | None = None) -> dict[str, Path]:
+    """Save every architecture (or only `names`) and TAESD under `root`, skipping those already there."""
     import diffusers
     import torch
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
@@ -68,11 +68,12 @@ def build(root: Path) -> dict[str, Path]:
     from tests.tiny_pipelines import write_tokenizer_files
 
     root = Path(root)
-    folders = {name: root / name for name in (*ARCHITECTURES, "taesd")}
+    chosen = {name: parts for name, parts in ARCHITECTURES.items() if names is None or name in names}
+    folders = {name: root / name for name in (*chosen, "taesd")}
     if not (folders["taesd"] / "config.json").is_file():
         torch.manual_seed(0)
         diffusers.AutoencoderTiny().save_pretrained(folders["taesd"])
-    for name, parts in ARCHITECTURES.items():
+    for name, parts in chosen.items():
         if (folders[name] / "model_index.json").is_file():
             continue
         vocab = write_tokenizer_files(root / "tokenizer-source")

@@ -17,17 +17,35 @@ Models: the tiny SD inpainting pipeline at a 512-px working resolution (8 steps:
 cheaper than a real one, so this is a worst case for the fixed costs) and OpenCV Telea (a remover:
 its fill is the result). The photo is scikit-image's coffee upscaled (Lanczos) to each size. One
 run per size is profiled (cProfile) to show where the time goes.
+
+The real-size case (`python -m bench --only outpaint_band_real`, not in the default run: ~5 GB of
+weights built once, ~5 GB of RAM, several minutes; run it alone under
+`flock /work/coord/heavy.lock`): the same two extensions on the user's path with SD 1.5
+Inpainting's architecture at real size and random weights (bench/architectures.py: 9-channel UNet,
+CLIP-L, SD VAE, TAESD as the fast decoder), registered in a catalogue file like any model and
+loaded by the app's pool, in a fresh process (`--child`) on 2 torch threads; 2 steps, guidance 7.5.
+Each size's wait is split into the queue's run (the model on the band's tile) and the whole-frame
+PNG bytes; peak RSS (VmHWM) and the load average are reported. PyTorch UNet (STUDIO_OPENVINO=0)
+unless CANVAS_BENCH_OPENVINO=1: the app's CPU default converts the UNet to OpenVINO once (~6 min
+here) and then runs it ~3-5x cheaper, which makes the fixed model cost smaller and the ratio higher.
+Weights are kept between runs where CANVAS_BENCH_MODELS says (as bench/cpu_speed.py).
+
+    python -m bench.outpaint_band --child MODELS_FOLDER RESULTS_STORE [--repeats N]
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
+import time
+from pathlib import Path
 
 from bench.figures import Figure, Outcome, Target
 from bench.measure import Spread, Timing, queue_to_png_bytes, side_by_side, timed
 from bench.photos import photo, upscaled, variant
 from bench.profiling import where_time_goes
-from bench.workspace import Workspace, set_torch_threads
+from bench.workspace import Workspace, child_report, set_torch_threads
 
 NAME = "outpaint_band"
 TARGET = 1.5
@@ -35,6 +53,9 @@ BIG, SMALL = 4000, 1000
 BAND = 512
 STEPS = 8
 MODELS = ("tiny-sd-inpaint", "opencv-telea")
+REAL_MODEL, REAL_STEPS, REAL_GUIDANCE = "sd15-inpainting", 2, 7.5
+MODELS_ENV = "CANVAS_BENCH_MODELS"
+OPENVINO_ENV = "CANVAS_BENCH_OPENVINO"
 OUTPAINT_PARTS = {
     "whole run (run + PNG bytes)": ("bench/outpaint_band.py", ("user_path",)),
     "fill the band (core.outpaint.fill)": ("core/outpaint.py", ("fill",)),
@@ -119,3 +140,144 @@ def run(workspace: Workspace) -> Outcome:
         "where_the_time_goes_ms": "cProfile cumulative ms of one run per size (Studio.run + PNG bytes); parts nest",
     }
     return Outcome(figures, notes)
+
+
+# ---------------------------------------------------------------------------------------------
+# Real-size case (`--only outpaint_band_real`)
+
+
+def run_real(workspace: Workspace) -> Outcome:
+    from bench.architectures import build
+
+    kept = os.environ.get(MODELS_ENV)
+    models = build(Path(kept) if kept else workspace.scratch("real-size"), (REAL_MODEL,))["taesd"].parent
+    openvino = os.environ.get(OPENVINO_ENV, "0") == "1"
+    environment = workspace.environment(
+        STUDIO_OPENVINO="1" if openvino else "0", STUDIO_CACHE_DIR=str(models / "studio-cache")
+    )
+    repeats = workspace.repeats(3, quick=1)
+    store = workspace.scratch("outpaint-real-store")
+    report = child_report(
+        "bench.outpaint_band", ["--child", str(models), str(store), "--repeats", str(repeats)], environment, 3600
+    )
+    big, small = report["sizes"][f"{BIG}px"], report["sizes"][f"{SMALL}px"]
+    ratios = [b / s for b, s in zip(big["wall_s"], small["wall_s"], strict=True)]
+    cpu_ratios = [b / s for b, s in zip(big["cpu_s"], small["cpu_s"], strict=True)]
+    details = {
+        "cpu_time_ratio": Spread.of(cpu_ratios).as_json(),
+        **{
+            size: {key: Spread.of(values).as_json() for key, values in timings.items()}
+            for size, timings in report["sizes"].items()
+        },
+        "peak_rss_mib": report["peak_rss_mib"],
+        "load_average": report["load_average"],
+        "configuration": report["configuration"],
+        "load_wall_s": report["load_wall_s"],
+    }
+    name = f"extend {BIG}x{BIG * 3 // 4} by {BAND} px ÷ {SMALL}x{SMALL * 3 // 4} by {BAND} px"
+    backend = "OpenVINO UNet" if openvino else "PyTorch UNet"
+    figure = Figure(
+        figure=name,
+        case=(
+            f"real-size SD 1.5 Inpainting architecture (random weights), {backend}, {REAL_STEPS} steps, guidance "
+            f"{REAL_GUIDANCE:g}, right side, queue -> PNG bytes of the whole frame, miss"
+        ),
+        value=Spread.of(ratios),
+        unit="x",
+        target=Target.at_most(TARGET),
+        details=details,
+    )
+    notes = {"what": "the user's path with a real-size inpainting architecture", "child": report}
+    return Outcome([figure], notes)
+
+
+def _child(models: Path, store_folder: Path, repeats: int) -> dict:
+    from core import services
+    from core.catalogue import Catalogue
+    from core.jobs import JobQueue
+    from core.pool import ModelPool
+    from core.requests import OutpaintRequest
+    from core.runner import Studio
+    from core.store import ResultStore
+
+    load_average = {"start": os.getloadavg()}
+    entry = store_folder / "models.toml"
+    entry.write_text(
+        f"[models.{REAL_MODEL}]\n"
+        'name = "SD 1.5 Inpainting architecture (random weights)"\n'
+        'tasks = ["inpaint"]\nengine = "diffusers"\n'
+        f"path = {json.dumps(str(models / REAL_MODEL))}\n"
+        f"tiny_vae = {json.dumps(str(models / 'taesd'))}\n"
+        f"working_resolution = 512\nsize_multiple = 8\ndefault_steps = {REAL_STEPS}\n"
+        f"default_guidance = {REAL_GUIDANCE}\n",
+        encoding="utf-8",
+    )
+    studio = Studio(Catalogue.load(entry), ModelPool(1), ResultStore(store_folder / "store", 64 << 30))
+    started = time.perf_counter()
+    engine = studio.pool.get(studio.catalogue.get(REAL_MODEL))
+    load_wall = time.perf_counter() - started
+    queue = JobQueue(studio, max_queue=4, max_per_session=4)
+    source = photo("coffee")
+    images = {side: upscaled(source, side).crop((0, 0, side, side * 3 // 4)) for side in (BIG, SMALL)}
+    sizes = {f"{side}px": {"wall_s": [], "cpu_s": [], "run_wall_s": [], "png_wall_s": [], "png_cpu_s": []} for side in images}
+
+    def once(side: int, seed: int, record: bool) -> None:
+        request = OutpaintRequest(
+            model=REAL_MODEL, image=variant(images[side], seed), right=BAND, prompt="more of the table", seed=seed,
+            num_inference_steps=REAL_STEPS, guidance_scale=REAL_GUIDANCE,
+        )
+        wall, cpu = time.perf_counter(), time.process_time()
+        job = queue.submit(request, session="bench")
+        queue.wait(job, timeout=1800)
+        result = queue.result(job)
+        if result.cached:
+            raise RuntimeError("a timed run was served from the store: it must be a miss")
+        run_wall, png_cpu = time.perf_counter(), time.process_time()
+        png = result.pngs[0]
+        end_wall, end_cpu = time.perf_counter(), time.process_time()
+        if not png:
+            raise RuntimeError("no PNG bytes")
+        if record:
+            timings = sizes[f"{side}px"]
+            timings["wall_s"].append(end_wall - wall)
+            timings["cpu_s"].append(end_cpu - cpu)
+            timings["run_wall_s"].append(run_wall - wall)
+            timings["png_wall_s"].append(end_wall - run_wall)
+            timings["png_cpu_s"].append(end_cpu - png_cpu)
+
+    once(SMALL, 1, record=False)  # warm both sizes (first call of each shape)
+    once(BIG, 1, record=False)
+    load_average["warm"] = os.getloadavg()
+    for repeat in range(repeats):
+        order = (BIG, SMALL) if repeat % 2 == 0 else (SMALL, BIG)
+        for side in order:
+            once(side, 100 + repeat, record=True)
+    load_average["end"] = os.getloadavg()
+    report = {
+        "configuration": engine.configuration,
+        "load_wall_s": load_wall,
+        "sizes": sizes,
+        "peak_rss_mib": _status_kib("VmHWM") / 1024,
+        "load_average": load_average,
+    }
+    queue.shutdown(wait=True)
+    services.reset()
+    return report
+
+
+def _status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(prog="python -m bench.outpaint_band")
+    parser.add_argument("--child", nargs=2, metavar=("MODELS", "STORE"), required=True)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    arguments = parser.parse_args()
+    set_torch_threads(arguments.threads)
+    folder, store = arguments.child
+    print(json.dumps(_child(Path(folder), Path(store), arguments.repeats)))
