@@ -17,13 +17,14 @@ from core.ui.server import lengthen_keep_alive
 
 @asynccontextmanager
 async def _start(_app):
-    from core import services
+    from core import priority, services
     from core.errors import StudioError
     from core.ui.state import export_secrets
 
     try:
         services.settings()
         export_secrets()  # st.secrets["api_key"] protects the API before any page is opened
+        priority.enable()  # heavy work in threads yields the cores to this event loop (core/priority.py)
         services.queue()  # the workers start now: jobs queued before a restart run without waiting for a visit
     except StudioError as error:  # a bad STUDIO_* variable or catalogue entry stops start-up, in one line naming it
         print(f"error: {error}", file=sys.stderr, flush=True)

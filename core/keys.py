@@ -29,16 +29,16 @@ def image_digest(image: Image.Image) -> str:
     hasher = blake3.blake3(f"canvas-studio image v1\0{image.mode}\0{image.width}x{image.height}\0".encode())
     if image.mode in ("P", "PA"):
         hasher.update(bytes(image.getpalette("RGBA") or ()))
-    for chunk in _pixel_chunks(image):
+    for chunk in pixel_chunks(image):
         hasher.update(chunk)
     return hasher.hexdigest()
 
 
-def _pixel_chunks(image: Image.Image) -> Iterator[bytes]:
+def pixel_chunks(image: Image.Image) -> Iterator[bytes]:
     """The bytes of `image.tobytes()`, in small chunks.
 
     `tobytes()` joins the whole image into one new buffer: for 4096x4096 RGB that is ~60 ms of
-    copying, four times the hash itself. Pillow's raw encoder (what `tobytes()` uses) hands out
+    copying, four times the hash itself, all of it holding the GIL (the event loop stalls meanwhile). Pillow's raw encoder (what `tobytes()` uses) hands out
     the same bytes in chunks that stay in cache; if that private API ever changes, fall back.
     """
     image.load()

@@ -51,6 +51,11 @@ def queue(*, workers: int | None = None) -> JobQueue:
         return _queue
 
 
+def current_queue() -> JobQueue | None:
+    """The process's queue if it was built, without building it or waiting (safe on the event loop)."""
+    return _queue
+
+
 def reset() -> None:
     """Forget the services (tests that change the environment start afresh)."""
     global _studio, _queue

@@ -129,6 +129,49 @@ def test_a_result_is_serialised_off_the_event_loop(make_api, monkeypatch):
     assert on_the_loop == [False]
 
 
+def test_health_answers_from_a_snapshot_until_a_job_changes_or_it_ages(make_api, monkeypatch):
+    """Under load a hop to a thread alone costs /health tens of milliseconds: while nothing changed, it is
+    answered on the event loop, from what the last read saw; any job change, or age, makes it read again."""
+    from core.api import health
+
+    monkeypatch.setenv("STUDIO_WORKERS", "0")  # a pure front-end: what is queued stays queued
+    reads = []
+    real_take = health._take
+    monkeypatch.setattr(health, "_take", lambda: reads.append(1) or real_take())
+    client = make_api()
+    first, second = (client.get(f"{API_PREFIX}/health").json() for _ in range(2))
+    assert first == second and first["queue_length"] == 0
+    assert len(reads) == 1  # the second from the snapshot: no thread, no store read
+    queued = client.post(f"{API_PREFIX}/jobs", json={"task": "inpaint", **_inpaint_body((96, 64), (20, 10, 40, 30))})
+    assert queued.status_code == 202
+    assert client.get(f"{API_PREFIX}/health").json()["queue_length"] == 1  # the submit changed the store
+    assert len(reads) == 2
+    monkeypatch.setattr(health, "MAX_AGE_S", 0.0)  # what only the store shows (other processes): read when old
+    client.get(f"{API_PREFIX}/health")
+    assert len(reads) == 3
+
+
+def test_heavy_api_threads_yield_the_cores_to_the_event_loop(monkeypatch):
+    """In the server (priority enabled at start-up) the threads decoding and encoding run niced; the loop not."""
+    from core import priority
+    from core.api import offload
+
+    if sys.platform != "linux":
+        pytest.skip("thread priorities are per thread only on Linux")
+    monkeypatch.setattr(priority, "_enabled", True)
+
+    def nice() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    async def both() -> tuple[int, int]:
+        return nice(), await offload.heavy(nice)
+
+    with ThreadPoolExecutor(1, initializer=priority.lower_this_thread) as pool:  # new threads: enabled from the start
+        monkeypatch.setattr(offload, "_HEAVY_POOL", pool)
+        loop_nice, heavy_nice = asyncio.run(both())
+    assert heavy_nice == min(19, loop_nice + priority.BACKGROUND_NICE)
+
+
 def test_a_lone_surrogate_in_a_prompt_is_a_400_before_anything_runs(make_api):
     response = make_api().post(
         f"{API_PREFIX}/generate",

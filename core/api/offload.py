@@ -1,8 +1,9 @@
 """What every API surface (/api/v1, and the client-compatible ones) shares to keep the event loop free.
 
 The API runs on the event loop that also serves every page, so nothing heavy runs on it:
-- `heavy(function, *args)` runs CPU work (decoding uploads, PNG encoding, base64) in a worker
-  thread, a few at a time (`HEAVY`), apart from the threads Streamlit serves its files with;
+- `heavy(function, *args)` runs CPU work (decoding uploads, PNG encoding, base64) in a thread of its
+  own pool, a few at a time (`HEAVY_THREADS`), at a lower priority in the server (core/priority.py),
+  apart from the threads Streamlit serves its files with and those answering status reads;
 - `json_response(build, *args)` builds a body and serialises it to JSON in one such thread and
   returns the finished response (a 48 MP result is ~100 MB of base64: never `json.dumps` on the loop);
 - `admitted(session)` holds a place in the queue while a request's images are decoded and its jobs
@@ -14,9 +15,11 @@ The API runs on the event loop that also serves every page, so nothing heavy run
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import weakref
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -25,6 +28,7 @@ from starlette.responses import Response
 
 from core import services
 from core.admission import PLACES
+from core.priority import lower_this_thread
 
 T = TypeVar("T")
 
@@ -47,12 +51,14 @@ class PerLoopLimiter:
         return limiter
 
 
-HEAVY = PerLoopLimiter(2)  # CPU-bound work: more threads than cores would only contend for the GIL
+HEAVY_THREADS = 2  # CPU-bound work: more threads than cores would only contend for the GIL
 QUICK = PerLoopLimiter(16)  # status reads: milliseconds each, never behind heavy work
+# One pool for the process, whatever the event loop (a pool, unlike an anyio limiter, belongs to none).
+_HEAVY_POOL = ThreadPoolExecutor(HEAVY_THREADS, thread_name_prefix="studio-api-heavy", initializer=lower_this_thread)
 
 
 async def heavy(function: Callable[..., T], *args: Any) -> T:
-    return await anyio.to_thread.run_sync(function, *args, limiter=HEAVY.get())
+    return await asyncio.get_running_loop().run_in_executor(_HEAVY_POOL, functools.partial(function, *args))
 
 
 async def quick(function: Callable[..., T], *args: Any) -> T:
@@ -80,4 +86,4 @@ def admitted(session: str) -> Iterator[None]:
         yield
 
 
-__all__ = ["HEAVY", "QUICK", "PerLoopLimiter", "admitted", "heavy", "json_bytes", "json_response", "quick"]
+__all__ = ["HEAVY_THREADS", "QUICK", "PerLoopLimiter", "admitted", "heavy", "json_bytes", "json_response", "quick"]

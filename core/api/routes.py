@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import functools
 import logging
-import os
 from typing import Any
 
 import anyio
@@ -19,6 +18,7 @@ from core.api import runs
 from core.api.auth import API_KEY_ENV, OPEN_PATHS, BodyLimit, RequireKey, client_session
 from core.api.batches import add_batch_routes
 from core.api.errors import JobOutcome, add_error_handlers
+from core.api.health import HealthReader
 from core.api.offload import admitted, heavy, json_response, quick
 from core.api.schemas import (
     GenerateBody,
@@ -35,7 +35,6 @@ from core.api.schemas import (
     SegmentResult,
     error_responses,
 )
-from core.errors import StudioError
 from core.jobs import JobNotDoneError, JobQueue, JobStatus
 from core.runner import Result, prompt_warnings_for
 
@@ -78,10 +77,13 @@ def create_api(*, sync_timeout_s: float | None = None, max_body_bytes: int | Non
     add_error_handlers(api)
 
     # Every call into the services runs in a thread: the first one builds them (catalogue, store
-    # on disk), and the queue's lock may be held by its worker for a moment.
+    # on disk), and the queue's lock may be held by its worker for a moment. Health answers from
+    # a snapshot on the loop while nothing changed (core/api/health.py).
+    health_reader = HealthReader()
+
     @api.get("/health", response_model=Health, summary="Liveness and load; no key needed")
     async def health() -> dict[str, Any]:
-        return await quick(_health)
+        return await health_reader.read()
 
     @api.get(
         "/models", response_model=list[ModelInfo], responses=error_responses(*_AUTH_ERRORS), summary="The catalogue"
@@ -254,20 +256,6 @@ def _job_body(status: JobStatus) -> dict[str, Any]:
     }
 
 
-def _health() -> dict[str, Any]:
-    queue, store = services.queue(), services.studio().store
-    return {
-        "status": "ok",
-        "version": core.__version__,
-        "device": _device(),
-        "queue_length": queue.queue_length(),
-        "queue_backend": queue.store.kind,
-        "workers_alive": queue.workers_alive(),
-        "pid": os.getpid(),
-        "store": "results are not kept: no result store" if store is None else store.problem or "ok",
-    }
-
-
 def _model_list() -> list[dict[str, Any]]:
     listed = []
     for spec in services.studio().catalogue:
@@ -283,17 +271,6 @@ def _model_list() -> list[dict[str, Any]]:
             }
         )
     return listed
-
-
-@functools.cache
-def _device() -> str:
-    """The device inference runs on. torch is imported here, on the first call, never at import."""
-    from core.devices import active_device
-
-    try:
-        return active_device(services.settings().device)
-    except StudioError as error:  # a bad STUDIO_DEVICE: health still answers, and says so
-        return f"misconfigured: {error.message}"
 
 
 def _mount_path(request: Request) -> str:

@@ -22,6 +22,7 @@ from core.errors import CancelledError, EngineError, OutOfMemoryError, StudioErr
 from core.jobs import eta, policy
 from core.jobs.payload import decode_request, encode_result, output_sizes
 from core.jobs.record import JobRecord, JobState, Progress, ResultInfo
+from core.priority import lower_this_thread
 from core.runner import Prepared, Result
 
 if TYPE_CHECKING:
@@ -71,6 +72,7 @@ class Worker:
 
     def run(self) -> None:
         """Take and run jobs until `stop()`."""
+        lower_this_thread()  # in the server, inference yields the cores to the event loop (core/priority.py)
         self.store.beat(self.name, time.time())
         self.store.listen()  # cancels from other processes reach a running job through it
         self._keeper.start()
