@@ -2,7 +2,7 @@
 
     python -m bench.hostile                  # all scenarios against this checkout (~2-3 minutes)
     python -m bench.hostile --repo DIR       # the same against another checkout (a "before" figure)
-    python -m bench.hostile --only flood     # flood | cancel
+    python -m bench.hostile --only flood     # flood | cancel | cancel_early
 
 - **flood**: one client sends 12 concurrent sync inpaints, each a 125 KB PNG that decodes to 48 MP
   (8000x6000 of zeros) with a tiny mask. Figures: the server's peak RSS (VmHWM) and its RSS after,
@@ -11,6 +11,8 @@
 - **cancel**: a 139 KB request (8000x6000 zeros, every other row masked: minutes of cv2.inpaint) with
   the cost limit off, cancelled (DELETE) 3 s after it starts running. Figure: seconds from the DELETE
   until the job reads cancelled. Goal: <= 1 s.
+- **cancel_early**: the same job cancelled 0.2 s after it starts running, while its 48 MP mask and crop
+  are still being prepared. Goal: <= 1 s.
 
 Writes bench/results/hostile.json (or `--out`). Take `flock /work/coord/heavy.lock` around it: the
 "before" flood takes ~6 GB.
@@ -80,7 +82,7 @@ class Server:
             self.port = probe.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         environ = {name: value for name, value in os.environ.items() if not name.startswith("STUDIO_")}
-        environ.update(STUDIO_CACHE_DIR=str(workdir / "cache"), HF_HUB_OFFLINE="1", **env)
+        environ.update({"STUDIO_CACHE_DIR": str(workdir / "cache"), "HF_HUB_OFFLINE": "1", **env})
         self.log = workdir / "server.log"
         command = [
             sys.executable, "-m", "streamlit", "run", "Home.py", "--server.port", str(self.port),
@@ -194,7 +196,7 @@ def flood(server: Server) -> dict:
     }
 
 
-def cancel(server: Server) -> dict:
+def cancel(server: Server, after_s: float = 3.0) -> dict:
     mask = grey_png(WIDTH, HEIGHT, every_other=b"\xff" * WIDTH)
     body = {"task": "inpaint", "model": "opencv-telea", "image": b64(grey_png(WIDTH, HEIGHT)), "mask": b64(mask)}
     body.update(seed=0, mask_blur=0, mask_grow=0)
@@ -208,7 +210,7 @@ def cancel(server: Server) -> dict:
             if time.monotonic() > deadline:
                 return {"error": "the job never started"}
             time.sleep(0.05)
-        time.sleep(3)
+        time.sleep(after_s)
         deleted_at = time.monotonic()
         client.delete(f"{server.url}/api/v1/jobs/{job}")
         limit = 60.0
@@ -225,7 +227,17 @@ def cancel(server: Server) -> dict:
     }
 
 
-SCENARIOS = {"flood": (flood, {}), "cancel": (cancel, {"STUDIO_MAX_OPENCV_SECONDS": "0"})}
+def cancel_early(server: Server) -> dict:
+    """The same job cancelled 0.2 s after it starts running: while its 48 MP mask and crop are still being
+    prepared (~1.5 s before the engine's first step)."""
+    return cancel(server, after_s=0.2)
+
+
+SCENARIOS = {
+    "flood": (flood, {}),
+    "cancel": (cancel, {"STUDIO_MAX_OPENCV_SECONDS": "0"}),
+    "cancel_early": (cancel_early, {"STUDIO_MAX_OPENCV_SECONDS": "0"}),
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Protocol
 
+from core.clients import client_of, over_the_limit
 from core.errors import BusyError
 
 DECODE_SHARE = 4  # decodes in progress may use 1/DECODE_SHARE of the memory budget
@@ -36,11 +37,12 @@ class _Queue(Protocol):
 
     def queue_length(self) -> int: ...
 
-    def jobs(self, *, session: str | None = None): ...
+    def client_load(self, session: str) -> int: ...
 
 
 class Admission:
-    """Queue places held by requests between their arrival and their `submit` (thread-safe)."""
+    """Queue places held by requests between their arrival and their `submit` (thread-safe), counted per
+    client as the queue counts them (core/clients.py: per address, pages and API together)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -53,19 +55,18 @@ class Admission:
             waiting = queue.queue_length() + sum(self._pending.values())
             if waiting >= queue.max_queue:
                 raise BusyError(f"the studio is busy: {waiting} jobs are waiting; try again in a minute")
-            mine = self._pending[session] + sum(1 for job in queue.jobs(session=session) if not job.state.finished)
+            client = client_of(session)
+            mine = self._pending[client] + queue.client_load(session)
             if mine >= queue.max_per_session:
-                raise BusyError(
-                    f"you already have {mine} jobs waiting or running; wait for one to finish or cancel one"
-                )
-            self._pending[session] += 1
+                raise over_the_limit(session, mine)
+            self._pending[client] += 1
         try:
             yield
         finally:
             with self._lock:
-                self._pending[session] -= 1
-                if self._pending[session] <= 0:
-                    del self._pending[session]
+                self._pending[client] -= 1
+                if self._pending[client] <= 0:
+                    del self._pending[client]
 
 
 class DecodeGate:

@@ -366,10 +366,16 @@ def _inpaint(engine, prepared: Prepared, report: Reporter) -> tuple[tuple[Box, I
     """The edited region (box, pixels) and the safety flags; the full image is composed only when asked for."""
     request: InpaintRequest = prepared.request
     spec = prepared.spec
+    between = partial(_check_cancelled, report)
     # 1. The hard mask goes to the model; the feathered one only to the final composite.
     hard, feathered = masks.prepare(
-        request.mask, invert_mask=request.invert_mask, mask_grow=request.mask_grow, mask_blur=request.mask_blur
+        request.mask,
+        invert_mask=request.invert_mask,
+        mask_grow=request.mask_grow,
+        mask_blur=request.mask_blur,
+        between=between,
     )
+    between()
     masks.require_not_empty(hard)
     if masks.bounding_box(feathered) is None:  # a few pixels under a wide feather blur to nothing at all
         raise BadMaskError(
@@ -384,13 +390,26 @@ def _inpaint(engine, prepared: Prepared, report: Reporter) -> tuple[tuple[Box, I
         left, top, right, bottom = masks.bounding_box(feathered)
         aspect = 1.0 if spec.working_resolution else (right - left) / (bottom - top)
         box = region.crop_box(feathered, padding=request.padding, aspect=aspect, min_side=spec.working_resolution)
+    between()
     # 3. At the model's working resolution, and back.
     crop = to_model_rgb(request.image.crop(box))
+    between()
     fit = region.plan_fit(crop.size, spec.working_resolution, spec.size_multiple)
-    generated = engine.inpaint(fit.apply(crop), fit.apply(hard.crop(box), is_mask=True), request, report)
+    model_image, model_mask = fit.apply(crop), fit.apply(hard.crop(box), is_mask=True)
+    between()
+    generated = engine.inpaint(model_image, model_mask, request, report)
     restored = fit.restore(generated.images[0])
     # 4. Only masked pixels change.
     return (box, region.blend_region(request.image, restored, feathered, box)), _flags(generated)
+
+
+def _check_cancelled(report: Reporter) -> None:
+    """Between the steps before an engine's first report (a 48 MP edit spends seconds preparing its mask
+    and crop): a reporter that can tell whether the job was cancelled without reporting progress (the
+    queue's worker: `report.check`) stops the run there, so a cancel lands within about a second."""
+    check = getattr(report, "check", None)
+    if check is not None:
+        check()
 
 
 def prompt_warnings_for(spec: ModelSpec, parameters: Mapping[str, Any]) -> tuple[str, ...]:

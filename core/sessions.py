@@ -5,7 +5,8 @@ A session is named by a random token (the pages put it in the URL). Its state is
 Bounds are checked before writing: a session holds at most `max_session_bytes` of images (the oldest
 image it no longer refers to goes first), the store keeps at most `max_sessions` sessions (least
 recently saved dropped first), and a session not saved for `ttl_s` is gone. Tokens are checked
-against a strict pattern, so a token from a URL never names a path outside the store.
+against a strict pattern, so a token from a URL never names a path outside the store. A store that
+cannot be written (full disk, unwritable folder) keeps nothing and the pages go on.
 
 This is deliberately separate from the job store: it keeps what a person was doing on a page, not
 jobs; results themselves stay in the result store and are referred to by job id or key.
@@ -54,6 +55,7 @@ class SessionStore:
         self.max_sessions = max_sessions
         self.max_session_bytes = max_session_bytes
         self.ttl_s = ttl_s
+        self.problem: str | None = None  # why the last write failed, if it did
         self._lock = threading.Lock()
 
     # -- state ---------------------------------------------------------------------------------
@@ -88,12 +90,16 @@ class SessionStore:
             log.warning("session state of %d bytes not saved (at most %d)", len(data), MAX_STATE_BYTES)
             return False
         with self._lock:
-            fresh = not folder.exists()
-            folder.mkdir(parents=True, exist_ok=True)
-            _write_atomically(folder / STATE_FILE, data)
-            self._drop_unreferenced(folder, data)
-            if fresh:
-                self._evict()
+            try:
+                fresh = not folder.exists()
+                folder.mkdir(parents=True, exist_ok=True)
+                _write_atomically(folder / STATE_FILE, data)
+                self._drop_unreferenced(folder, data)
+                if fresh:
+                    self._evict()
+            except OSError as error:
+                self._unwritable(error)
+                return False
         return True
 
     # -- images --------------------------------------------------------------------------------
@@ -106,13 +112,24 @@ class SessionStore:
         digest = hashlib.blake2b(data, digest_size=16).hexdigest()
         path = folder / "blobs" / digest
         with self._lock:
-            if path.exists():
-                path.touch()
-                return digest
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._make_room(folder, len(data))
-            _write_atomically(path, data)
+            try:
+                if path.exists():
+                    path.touch()
+                    return digest
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._make_room(folder, len(data))
+                _write_atomically(path, data)
+            except OSError as error:
+                self._unwritable(error)
+                return None
         return digest
+
+    def _unwritable(self, error: OSError) -> None:
+        """The pages go on without keeping their work across reloads (an unwritable or full STUDIO_CACHE_DIR):
+        said once in the log, not on every rerun."""
+        if self.problem is None:
+            log.warning("sessions are not kept across reloads: the session store cannot be written (%s)", error)
+        self.problem = error.strerror or str(error)
 
     def get_blob(self, token: str, digest: str) -> bytes | None:
         folder = self._folder(token)

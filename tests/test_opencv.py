@@ -6,6 +6,7 @@ process, which must give the very pixels the in-process call gives, and die with
 
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
@@ -80,6 +81,36 @@ def test_a_cancelled_long_run_stops_within_a_second(studio):
         queue.shutdown()
     assert final.state is JobState.CANCELLED, final
     assert latency <= 1.0, latency
+
+
+def test_a_cancel_lands_while_a_large_edit_is_still_being_prepared(studio, monkeypatch):
+    """A 48 MP edit spends seconds on its mask and crop before the engine's first step: a cancel meanwhile
+    stops it at the next of those steps, and the engine never runs."""
+    from core.masks import ops
+
+    growing, cancelled = threading.Event(), threading.Event()
+    real_grow = ops.grow
+
+    def slow_grow(mask, pixels):  # as a 48 MP mask's dilation would take, until the test has cancelled
+        growing.set()
+        cancelled.wait(10)
+        return real_grow(mask, pixels)
+
+    ran = []
+    monkeypatch.setattr(ops, "grow", slow_grow)
+    monkeypatch.setattr(opencv.OpenCVEngine, "inpaint", lambda *args: ran.append(args))
+    queue = JobQueue(studio)
+    try:
+        size = (320, 240)
+        job_id = queue.submit(InpaintRequest(model="opencv-telea", image=_noise(size), mask=_box_mask(size, (40, 40, 90, 90))), session="test")
+        assert growing.wait(30)
+        queue.cancel(job_id)
+        cancelled.set()
+        final = queue.wait(job_id, timeout=10)
+    finally:
+        queue.shutdown()
+    assert final.state is JobState.CANCELLED, final
+    assert ran == []
 
 
 def test_work_over_the_operators_limit_is_refused_before_it_runs(studio, monkeypatch):

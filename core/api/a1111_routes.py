@@ -32,7 +32,7 @@ from core.api import a1111_shapes as a1111
 from core.api import runs
 from core.api.auth import BodyLimit, RequireKey, client_session
 from core.api.errors import Failure, add_error_handlers
-from core.api.offload import admitted, heavy, json_response
+from core.api.offload import Base64, admitted, heavy, json_response
 from core.api.schemas import base64_bytes
 from core.errors import BadImageError, BadMaskError, BadParameterError
 from core.infotext import png_parameters
@@ -233,7 +233,7 @@ def _response(
     if size is None:
         size = (results[0].parameters["width"], results[0].parameters["height"])
     return {
-        "images": [base64.b64encode(png).decode("ascii") for png in pngs] if body.send_images else [],
+        "images": [Base64(png) for png in pngs] if body.send_images else [],  # encoded as the body is written
         "parameters": a1111.echoed_parameters(body),
         "info": a1111.info(results, size=size, warnings=warnings),
     }

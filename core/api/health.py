@@ -65,6 +65,7 @@ def _take() -> _Snapshot:
         "workers_alive": queue.workers_alive(),
         "pid": os.getpid(),
         "store": "results are not kept: no result store" if store is None else store.problem or "ok",
+        "jobs": services.job_store_problem() or "ok",
     }
     return _Snapshot(body, queue, generation, taken)
 

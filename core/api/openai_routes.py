@@ -11,7 +11,6 @@ transparent pixels). Errors keep OpenAI's shape, so the SDK raises its typed exc
 
 from __future__ import annotations
 
-import base64
 import secrets
 import threading
 import time
@@ -28,7 +27,7 @@ from core import services
 from core.api import openai_shapes, runs
 from core.api.auth import BodyLimit, RequireKey, client_session
 from core.api.errors import ApiError, Failure, add_error_handlers
-from core.api.offload import admitted, heavy, json_response
+from core.api.offload import Base64, admitted, heavy, json_response
 from core.api.openai_shapes import GenerationBody, ParameterError
 from core.images import load_image
 from core.jobs import JobStatus, ResultGoneError, UnknownJobError
@@ -200,7 +199,7 @@ def _response(
         for index, png in enumerate(result.pngs):
             item: dict[str, Any] = {"revised_prompt": result.parameters.get("prompt", "")}
             if response_format in (None, "b64_json"):
-                item["b64_json"] = base64.b64encode(png).decode("ascii")
+                item["b64_json"] = Base64(png)  # encoded as the body is written
             if response_format in (None, "url"):
                 item["url"] = f"{base}{links.add(status.id, index)}.png"
             data.append(item)

@@ -19,7 +19,7 @@ from core.api.auth import API_KEY_ENV, OPEN_PATHS, BodyLimit, RequireKey, client
 from core.api.batches import add_batch_routes
 from core.api.errors import JobOutcome, add_error_handlers
 from core.api.health import HealthReader
-from core.api.offload import admitted, heavy, json_response, quick
+from core.api.offload import Base64, admitted, heavy, json_response, quick
 from core.api.schemas import (
     GenerateBody,
     GenerateResult,
@@ -157,12 +157,12 @@ def create_api(*, sync_timeout_s: float | None = None, max_body_bytes: int | Non
         responses=error_responses(*_AUTH_ERRORS, 400, 404, 409, 500, 503),
         summary="A finished job's result (409 while it is not done)",
     )
-    async def job_result(job_id: str) -> dict[str, Any]:
+    async def job_result(job_id: str) -> Response:
         try:
             result = await runs.on_job(job_id, JobQueue.result)
         except JobNotDoneError as not_done:
             raise JobOutcome(not_done.status) from None
-        return _result_body(result, result.parameters.get("task", "generate"))
+        return await json_response(_result_body, result, result.parameters.get("task", "generate"))
 
     @api.delete(
         "/jobs/{job_id}", response_model=JobInfo, responses=error_responses(*_AUTH_ERRORS, 404), summary="Cancel a job"
@@ -221,7 +221,7 @@ async def _run_and_wait(body: GenerateBody | InpaintBody | OutpaintBody, request
 
 
 def _result_body(result: Result, task: str) -> dict[str, Any]:
-    encoded = [base64.b64encode(png).decode("ascii") for png in result.pngs]
+    encoded = [Base64(png) for png in result.pngs]  # encoded as the body is written (offload.json_parts)
     parameters = result.parameters
     warnings = prompt_warnings_for(services.studio().catalogue.get(parameters["model"]), parameters)
     summary = {

@@ -175,6 +175,7 @@ class Health(BaseModel):
     workers_alive: int = Field(description="workers taking jobs from this job store, in any process")
     pid: int
     store: str = Field(description='"ok", or why results are not being kept (jobs still run and answer)')
+    jobs: str = Field(description='"ok", or why jobs do not survive a restart (they still run and answer)')
 
 
 class ModelInfo(BaseModel):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
+from core.clients import client_load, over_the_limit
 from core.errors import BusyError
 from core.jobs.record import MAX_ATTEMPTS, WORKER_LOST_MESSAGE, JobRecord, JobState, Watch
 from core.jobs.store import Transaction
@@ -48,9 +49,9 @@ def check_limits(txn: Transaction, session: str, *, max_queue: int, max_per_sess
     queued = sum(1 for record in txn.unfinished if record.state is JobState.QUEUED)
     if queued >= max_queue:
         raise BusyError(f"the studio is busy: {queued} jobs are waiting; try again in a minute")
-    mine = sum(1 for record in txn.unfinished if session in record.watchers and not record.cancel_requested)
+    mine = client_load(txn.unfinished, session)  # every session of one address together (core/clients.py)
     if mine >= max_per_session:
-        raise BusyError(f"you already have {mine} jobs waiting or running; wait for one to finish or cancel one")
+        raise over_the_limit(session, mine)
 
 
 def joinable(txn: Transaction, key: str) -> JobRecord | None:

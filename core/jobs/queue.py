@@ -31,6 +31,7 @@ from pathlib import Path
 from PIL import Image
 
 from core import settings
+from core.clients import client_load
 from core.errors import BusyError
 from core.jobs import eta, policy
 from core.jobs.payload import decode_result, encode_request, output_sizes, request_image
@@ -287,6 +288,10 @@ class JobQueue:
         with self._lock:
             self._preview = (job_id, step, image)
         return image
+
+    def client_load(self, session: str) -> int:
+        """Unfinished jobs counted against `session`'s per-client limit (core/clients.py)."""
+        return client_load(self.store.unfinished(), session)
 
     def queue_length(self) -> int:
         """Jobs waiting to start (running ones not counted)."""

@@ -201,12 +201,21 @@ class Worker:
             publish = now - last_event[0] >= PROGRESS_EVENT_EVERY_S
             if publish:
                 last_event[0] = now
-            current = self.store.set_progress(record.id, progress, jpeg, publish=publish)
+            stop_if_asked(self.store.set_progress(record.id, progress, jpeg, publish=publish))
+
+        def check() -> None:
+            """What `report` checks, without reporting progress (the runner asks between preparing steps)."""
+            stop_if_asked(self.store.get(record.id))
+
+        def stop_if_asked(current: JobRecord | None) -> None:
+            if self.stopping.is_set():
+                raise _Released("the worker is stopping")
             if current is None or current.worker != self.name or current.state is not JobState.RUNNING:
                 raise _Lost("the job went to another worker")
             if current.cancel_requested:
                 raise CancelledError("the job was cancelled")
 
+        report.check = check  # type: ignore[attr-defined]
         return report
 
     def _finish(

@@ -6,6 +6,7 @@ Each works on the mask's bounding box plus the margin it can reach, so cost foll
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -16,13 +17,20 @@ from core.errors import BadMaskError
 EMPTY_MASK = "the mask is empty: paint over the area to change"
 
 
-def prepare(mask: Image.Image, *, invert_mask: bool, mask_grow: int, mask_blur: int) -> tuple[Image.Image, Image.Image]:
+def prepare(
+    mask: Image.Image, *, invert_mask: bool, mask_grow: int, mask_blur: int, between: Callable[[], None] = lambda: None
+) -> tuple[Image.Image, Image.Image]:
     """(hard, feathered) for a drawn or uploaded mask: the hard one goes to the model, the feathered
-    one only to the final composite. The runner and the UI's preview both call this, so they agree."""
+    one only to the final composite. The runner and the UI's preview both call this, so they agree.
+    `between` is called between the steps (each can take a second on a 48 MP mask): the runner stops
+    there when the job was cancelled."""
     hard = threshold(mask)
+    between()
     if invert_mask:
         hard = invert(hard)
+        between()
     hard = grow(hard, mask_grow)
+    between()
     return hard, feather(hard, mask_blur)
 
 

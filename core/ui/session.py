@@ -16,6 +16,7 @@ from typing import Any
 
 import streamlit as st
 
+from core.clients import page_session
 from core.sessions import SessionStore, new_token, valid_token
 from core.ui import state
 from core.ui.uploads import LoadedImage, load_named
@@ -43,7 +44,8 @@ def keep_session() -> str:
         from_url = st.query_params.get(TOKEN_PARAM)
         token = from_url if valid_token(from_url) else new_token()
         st.session_state[TOKEN_KEY] = token
-        st.session_state["studio.session"] = "web-" + token[:16]  # the queue session (core.ui.state.session_id)
+        # The queue session (core.ui.state.session_id): this tab, and the address its limit counts against.
+        st.session_state["studio.session"] = page_session(token[:16], st.context.ip_address)
         if token == from_url:
             _restore(token)
     if st.query_params.get(TOKEN_PARAM) != token:

@@ -16,6 +16,7 @@ import streamlit as st
 
 from core import secrets as core_secrets
 from core import services
+from core.clients import page_session
 from core.jobs import JobQueue
 from core.runner import Result, Studio
 from core.settings import Settings
@@ -73,9 +74,10 @@ def queue() -> JobQueue:
 
 
 def session_id() -> str:
-    """A stable id for this browser session: the queue's `session` (limits, reattaching, cancel)."""
+    """A stable id for this browser session: the queue's `session` (limits, reattaching, cancel). It
+    carries the client's address: one address's tabs and API calls share one limit (core/clients.py)."""
     if "studio.session" not in st.session_state:
-        st.session_state["studio.session"] = "web-" + secrets.token_hex(8)
+        st.session_state["studio.session"] = page_session(secrets.token_hex(8), st.context.ip_address)
     session = st.session_state["studio.session"]
     sessions.register(session)  # its jobs are kept while this browser session stays connected
     return session
