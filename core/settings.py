@@ -63,7 +63,7 @@ class Settings(BaseSettings):
     max_image_pixels: Positive = Field(ImageLimits.max_pixels, description="largest input image, in pixels")
     max_image_side: Positive = Field(ImageLimits.max_side, description="longest input image side, in pixels")
     max_queue: Positive = Field(32, description="unfinished jobs in the queue")
-    max_jobs_per_session: Positive = Field(4, description="unfinished jobs per browser tab or API client")
+    max_jobs_per_session: Positive = Field(4, description="unfinished jobs per client address (its tabs and API calls)")
     abandon_after_s: Positive = Field(60, description="a page's job nobody has watched for this long is cancelled")
     max_body_mb: NotNegative = Field(50, description="largest API request body")
     memory_limit_mb: Positive | None = Field(
