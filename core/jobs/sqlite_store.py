@@ -78,9 +78,8 @@ class SqliteStore(JobStore):
                 links = [("session", name, record.id) for name in record.watchers]
                 links += [("group", name, record.id) for name in record.groups]
                 db.executemany("INSERT OR IGNORE INTO links VALUES (?, ?, ?)", links)
-            db.executemany("INSERT OR REPLACE INTO payloads VALUES (?, ?, ?)", [
-                (job_id, len(data), data) for job_id, data in txn.payloads.items()
-            ])
+            for job_id, data in txn.payloads.items():
+                self._write_payload(db, job_id, data)
             db.executemany("DELETE FROM progress WHERE job_id = ?", [(job_id,) for job_id in txn.progress_dropped])
             if txn.served != txn.served_before:
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('served', ?)", (json.dumps(txn.served),))
@@ -139,18 +138,23 @@ class SqliteStore(JobStore):
     # 0.15-0.6 s, and the event loop every page and API call shares stalls meanwhile.
 
     def put_payload(self, job_id: str, data: bytes | memoryview) -> None:
-        data = memoryview(data).cast("B")
         db = self._connection()
         db.execute("BEGIN IMMEDIATE")
         try:
-            cursor = db.execute("INSERT OR REPLACE INTO payloads VALUES (?, ?, zeroblob(?))", (job_id, len(data), len(data)))
-            if len(data):
-                with db.blobopen("payloads", "data", cursor.lastrowid) as blob:
-                    blob.write(data)
+            self._write_payload(db, job_id, data)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
+
+    @staticmethod
+    def _write_payload(db: sqlite3.Connection, job_id: str, data: bytes | memoryview) -> None:
+        """Within a transaction: the row, then its bytes by blob I/O."""
+        data = memoryview(data).cast("B")
+        cursor = db.execute("INSERT OR REPLACE INTO payloads VALUES (?, ?, zeroblob(?))", (job_id, len(data), len(data)))
+        if len(data):
+            with db.blobopen("payloads", "data", cursor.lastrowid) as blob:
+                blob.write(data)
 
     def payload(self, job_id: str) -> bytes | None:
         db = self._connection()
