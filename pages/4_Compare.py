@@ -8,7 +8,7 @@ import streamlit as st
 
 from core.batch import ItemView
 from core.jobs import JobState
-from core.requests import GenerateRequest, InpaintRequest, random_seed
+from core.requests import MAX_STEPS, GenerateRequest, InpaintRequest, random_seed
 from core.ui import state
 from core.ui.compare import before_after
 from core.ui.downloads import png_download, result_file_name
@@ -95,7 +95,7 @@ with run_column, st.container(key="sticky-compare-run"):
                 persist_state="session",
             ):
                 steps = st.slider(
-                    "Steps", 1, 50, prompted[0].default_steps or 4, key="compare.steps", persist_state="session"
+                    "Steps", 1, MAX_STEPS, prompted[0].default_steps, key="compare.steps", persist_state="session"
                 )
         if task == TEXT and specs:
             sizes = presets(specs[0])
