@@ -130,6 +130,9 @@ def test_the_pages_work_with_an_unwritable_cache_folder(tmp_path, monkeypatch):
         for page in ("Home.py", "pages/2_Inpaint.py"):
             shown = AppTest.from_file(str(ROOT / page), default_timeout=120).run()
             assert not shown.exception, [exception.value for exception in shown.exception]
+        warnings = [warning.value for warning in AppTest.from_file(str(ROOT / "Home.py"), default_timeout=120).run().warning]
+        assert any(warning.startswith("Results are not kept: ") for warning in warnings), warnings  # not "all is well"
+        assert any(warning.startswith("Jobs do not survive a restart: ") for warning in warnings), warnings
     finally:
         services.reset()
         st.cache_resource.clear()

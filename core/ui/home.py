@@ -9,6 +9,7 @@ from __future__ import annotations
 import streamlit as st
 
 from core import secrets as core_secrets
+from core import services
 from core.requests import InpaintRequest
 from core.ui import state
 from core.ui.compare import before_after
@@ -51,6 +52,8 @@ def render_home() -> None:
     state.export_secrets()
     if core_secrets.unreadable():
         st.error(f"The REST API is refusing requests: {core_secrets.unreadable()}.", icon=":material/key_off:")
+    for problem in _storage_problems():  # what /health says too: the app works, but keeps less than it should
+        st.warning(problem[0].upper() + problem[1:] + ".", icon=":material/save:")
     _try_it()  # first: the demo and its result sit in view on a laptop and on a phone
     st.divider()
     links, models = st.columns([2, 3], gap="large")
@@ -63,6 +66,14 @@ def render_home() -> None:
     with models:
         _models_table()
     page_end()
+
+
+def _storage_problems() -> list[str]:
+    """Why results or jobs are not being kept (an unwritable or full STUDIO_CACHE_DIR), if they are not."""
+    state.queue()  # built first: a job store that could not be opened is known only then
+    store = state.studio().store
+    found = [store.problem if store is not None else None, services.job_store_problem()]
+    return [problem for problem in found if problem]
 
 
 def _queue_line() -> str:
