@@ -135,6 +135,9 @@ def overhead_figures(workspace: Workspace, redis_url: str) -> list[Figure]:
     finally:
         for queue in queues.values():
             queue.shutdown()
+            store = getattr(queue, "store", None)  # the in-memory queue has none
+            if store is not None:
+                store.close()
     return figures
 
 
@@ -217,6 +220,7 @@ def throughput_figure(workspace: Workspace, store_url: str | None, label: str) -
                 seconds[workers] = time.perf_counter() - started
                 used = {front.status(job).worker for job in ids}
             front.shutdown()
+            front.store.close()
             details.append({"workers": workers, "seconds": seconds[workers], "workers_used": len(used)})
         ratios.append(seconds[1] / seconds[2])
     return Figure(
@@ -243,6 +247,7 @@ def recovery_figure(workspace: Workspace, store_url: str | None, label: str) -> 
             _until(lambda front=front: front.workers_alive() == 2, timeout=120, poll=0.1)
             seconds.append(_recover_once(front, children, next(seeds)))
         front.shutdown()
+        front.store.close()
     return Figure(
         figure=f"recovery after kill -9 of a worker ({label})",
         case=f"lease {LEASE_S:g} s; kill -> the job running on the other worker",

@@ -68,7 +68,7 @@ return snapshot(ARGV[1])
 # ARGV: prefix, expected version, new seq ('' = unchanged), served JSON ('' = unchanged), wake
 # workers ('1'/'0'), event payload, index TTL, then the records: count, and for each id, seq,
 # finished ('1'/'0'), JSON, index count, indexes ("session:<name>", "group:<name>"); then the jobs
-# whose progress goes: count, ids; then new jobs' inputs: count, and for each id, bytes.
+# whose progress goes: count, ids.
 _COMMIT = (
     _SNAPSHOT_LUA
     + """
@@ -99,12 +99,6 @@ i = i + 1
 for _ = 1, tonumber(ARGV[i]) do
   i = i + 1
   redis.call('DEL', p .. 'progress:' .. ARGV[i])
-end
-i = i + 1
-for _ = 1, tonumber(ARGV[i]) do
-  redis.call('SET', p .. 'payload:' .. ARGV[i + 1], ARGV[i + 2])
-  redis.call('HSET', p .. 'payload_sizes', ARGV[i + 1], string.len(ARGV[i + 2]))
-  i = i + 2
 end
 if ARGV[3] ~= '' then redis.call('SET', p .. 'seq', ARGV[3]) end
 if ARGV[4] ~= '' then redis.call('SET', p .. 'served', ARGV[4]) end
@@ -177,6 +171,7 @@ class RedisStore(JobStore):
         state, checked = self._last, False
         if state is None:
             state, checked = self._fetch(), True
+        sent: set[str] = set()  # new jobs' inputs already in Redis (a conflict's second run may not use them)
         while True:
             seqs = itertools.count(state.seq + 1)
             txn = Transaction(
@@ -191,20 +186,45 @@ class RedisStore(JobStore):
                 if not checked and (fresh := self._fetch(state.version)) is not None:
                     state, checked = fresh, True
                     continue
+                self._drop_payloads(sent)
                 raise
             if not txn.changed and not txn.progress_dropped and txn.served == txn.served_before:
                 if not checked and (fresh := self._fetch(state.version)) is not None:
                     state, checked = fresh, True
                     continue
+                self._drop_payloads(sent)
                 return value
             used_seq = next(seqs) - 1
             args, after, finished = self._commit_args(txn, state, used_seq)
-            reply = self._commit(args=args)
+            reply = self._send(args, {job_id: data for job_id, data in txn.payloads.items() if job_id not in sent})
+            sent |= txn.payloads.keys()
             if reply[0] == b"ok":
                 self._remember(after, finished)
                 self._signal()
+                self._drop_payloads(sent - txn.payloads.keys())
                 return value
             state, checked = self._remember(_Snapshot.of(reply[1:])), True  # another process came first
+
+    def _send(self, args: list, payloads: dict[str, bytes]) -> list:
+        """The commit, after new jobs' inputs in the same round trip (plain SETs on the same
+        connection, so they exist before the job does: a large value costs 5x more as a script
+        argument)."""
+        if not payloads:
+            return self._commit(args=args)
+        with self._redis.pipeline(transaction=False) as pipe:
+            for job_id, data in payloads.items():
+                pipe.set(self._k("payload", job_id), data)
+                pipe.hset(self._k("payload_sizes"), job_id, len(data))
+            pipe.evalsha(self._commit.sha, 0, *args)
+            try:
+                return pipe.execute()[-1]
+            except redis.exceptions.NoScriptError:  # Redis restarted: the script call loads it again
+                return self._commit(args=args)
+
+    def _drop_payloads(self, job_ids) -> None:
+        """Inputs sent with a commit that lost, for jobs the rules then did not create."""
+        for job_id in job_ids:
+            self.drop_payload(job_id)
 
     def _fetch(self, version: bytes | None = None) -> _Snapshot | None:
         """The unfinished jobs as they are now, or None when `version` is still current."""
@@ -246,9 +266,7 @@ class RedisStore(JobStore):
                 records[record.id] = raw
             indexes = [f"session:{name}" for name in record.watchers] + [f"group:{name}" for name in record.groups]
             args += [record.id, record.seq, int(record.state.finished), raw, len(indexes), *indexes]
-        args += [len(txn.progress_dropped), *txn.progress_dropped, len(txn.payloads)]
-        for job_id, data in txn.payloads.items():
-            args += [job_id, data]
+        args += [len(txn.progress_dropped), *txn.progress_dropped]
         version = str(int(state.version) + 1).encode()
         return args, _Snapshot(version, max(used_seq, state.seq), served, records), finished
 
@@ -402,10 +420,11 @@ class RedisStore(JobStore):
                 self._subscribed.clear()
                 pubsub.close()
             except (redis.RedisError, OSError, ValueError):
-                self._subscribed.clear()  # events may be missed until subscribed again
                 if self._closed.is_set():
                     return  # closed under our feet
-                log.warning("job events: lost the Redis subscription; retrying")
+                if self._subscribed.is_set():  # once per outage
+                    log.warning("job events: lost the Redis subscription; retrying every second")
+                self._subscribed.clear()  # events may be missed until subscribed again
                 self._closed.wait(1.0)
 
     # -- retention ---------------------------------------------------------------------------------
