@@ -29,6 +29,8 @@ PNG bytes; peak RSS (VmHWM) and the load average are reported. PyTorch UNet (STU
 unless CANVAS_BENCH_OPENVINO=1: the app's CPU default converts the UNet to OpenVINO once (~6 min
 here) and then runs it ~3-5x cheaper, which makes the fixed model cost smaller and the ratio higher.
 Weights are kept between runs where CANVAS_BENCH_MODELS says (as bench/cpu_speed.py).
+OpenVINO keeps one compiled UNet shape, so alternating sizes recompiles on every switch (seconds,
+from its disk cache); CANVAS_BENCH_WARM_EACH=1 runs each size once untimed before each timed run.
 
     python -m bench.outpaint_band --child MODELS_FOLDER RESULTS_STORE [--repeats N]
 """
@@ -56,6 +58,7 @@ MODELS = ("tiny-sd-inpaint", "opencv-telea")
 REAL_MODEL, REAL_STEPS, REAL_GUIDANCE = "sd15-inpainting", 2, 7.5
 MODELS_ENV = "CANVAS_BENCH_MODELS"
 OPENVINO_ENV = "CANVAS_BENCH_OPENVINO"
+WARM_EACH_ENV = "CANVAS_BENCH_WARM_EACH"
 OUTPAINT_PARTS = {
     "whole run (run + PNG bytes)": ("bench/outpaint_band.py", ("user_path",)),
     "fill the band (core.outpaint.fill)": ("core/outpaint.py", ("fill",)),
@@ -157,9 +160,9 @@ def run_real(workspace: Workspace) -> Outcome:
     )
     repeats = workspace.repeats(3, quick=1)
     store = workspace.scratch("outpaint-real-store")
-    report = child_report(
-        "bench.outpaint_band", ["--child", str(models), str(store), "--repeats", str(repeats)], environment, 3600
-    )
+    warm_each = os.environ.get(WARM_EACH_ENV, "0") == "1"
+    arguments = ["--child", str(models), str(store), "--repeats", str(repeats), *(["--warm-each"] if warm_each else [])]
+    report = child_report("bench.outpaint_band", arguments, environment, 3600)
     big, small = report["sizes"][f"{BIG}px"], report["sizes"][f"{SMALL}px"]
     ratios = [b / s for b, s in zip(big["wall_s"], small["wall_s"], strict=True)]
     cpu_ratios = [b / s for b, s in zip(big["cpu_s"], small["cpu_s"], strict=True)]
@@ -181,6 +184,7 @@ def run_real(workspace: Workspace) -> Outcome:
         case=(
             f"real-size SD 1.5 Inpainting architecture (random weights), {backend}, {REAL_STEPS} steps, guidance "
             f"{REAL_GUIDANCE:g}, right side, queue -> PNG bytes of the whole frame, miss"
+            + (", each after an untimed run of the same size (same UNet shape)" if warm_each else "")
         ),
         value=Spread.of(ratios),
         unit="x",
@@ -191,7 +195,7 @@ def run_real(workspace: Workspace) -> Outcome:
     return Outcome([figure], notes)
 
 
-def _child(models: Path, store_folder: Path, repeats: int) -> dict:
+def _child(models: Path, store_folder: Path, repeats: int, warm_each: bool = False) -> dict:
     from core import services
     from core.catalogue import Catalogue
     from core.jobs import JobQueue
@@ -251,6 +255,8 @@ def _child(models: Path, store_folder: Path, repeats: int) -> dict:
     for repeat in range(repeats):
         order = (BIG, SMALL) if repeat % 2 == 0 else (SMALL, BIG)
         for side in order:
+            if warm_each:  # OpenVINO keeps one compiled UNet shape: a size switch recompiles (from its disk cache)
+                once(side, 500 + repeat, record=False)
             once(side, 100 + repeat, record=True)
     load_average["end"] = os.getloadavg()
     report = {
@@ -277,7 +283,8 @@ if __name__ == "__main__":
     parser.add_argument("--child", nargs=2, metavar=("MODELS", "STORE"), required=True)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--warm-each", action="store_true", help="an untimed run of the same size before each timed one")
     arguments = parser.parse_args()
     set_torch_threads(arguments.threads)
     folder, store = arguments.child
-    print(json.dumps(_child(Path(folder), Path(store), arguments.repeats)))
+    print(json.dumps(_child(Path(folder), Path(store), arguments.repeats, arguments.warm_each)))
