@@ -220,16 +220,23 @@ def _child(models: Path, store_folder: Path, repeats: int, warm_each: bool = Fal
     started = time.perf_counter()
     engine = studio.pool.get(studio.catalogue.get(REAL_MODEL))
     load_wall = time.perf_counter() - started
+    from bench.cpu_speed import Clock, _time_parts
+
+    clock = Clock()  # wall/CPU inside the text encoder, UNet, VAE encode and decode, per run
+    _time_parts(clock, engine._inpaint, [vae for vae in engine._vaes.values() if vae is not None])
     queue = JobQueue(studio, max_queue=4, max_per_session=4)
     source = photo("coffee")
     images = {side: upscaled(source, side).crop((0, 0, side, side * 3 // 4)) for side in (BIG, SMALL)}
     sizes = {f"{side}px": {"wall_s": [], "cpu_s": [], "run_wall_s": [], "png_wall_s": [], "png_cpu_s": []} for side in images}
+    parts = {f"{side}px": [] for side in images}
 
     def once(side: int, seed: int, record: bool) -> None:
         request = OutpaintRequest(
             model=REAL_MODEL, image=variant(images[side], seed), right=BAND, prompt="more of the table", seed=seed,
             num_inference_steps=REAL_STEPS, guidance_scale=REAL_GUIDANCE,
         )
+        clock.wall.clear()
+        clock.cpu.clear()
         wall, cpu = time.perf_counter(), time.process_time()
         job = queue.submit(request, session="bench")
         queue.wait(job, timeout=1800)
@@ -248,6 +255,7 @@ def _child(models: Path, store_folder: Path, repeats: int, warm_each: bool = Fal
             timings["run_wall_s"].append(run_wall - wall)
             timings["png_wall_s"].append(end_wall - run_wall)
             timings["png_cpu_s"].append(end_cpu - png_cpu)
+            parts[f"{side}px"].append({"wall_s": dict(clock.wall), "cpu_s": dict(clock.cpu)})
 
     once(SMALL, 1, record=False)  # warm both sizes (first call of each shape)
     once(BIG, 1, record=False)
@@ -263,6 +271,7 @@ def _child(models: Path, store_folder: Path, repeats: int, warm_each: bool = Fal
         "configuration": engine.configuration,
         "load_wall_s": load_wall,
         "sizes": sizes,
+        "parts_per_run": parts,
         "peak_rss_mib": _status_kib("VmHWM") / 1024,
         "load_average": load_average,
     }
