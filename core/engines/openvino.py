@@ -127,10 +127,15 @@ class _Forward:
         with self._lock:  # one compile per shape, even if previews or runs overlap
             compiled = self._compiled.get(shapes)
             if compiled is None:
+                # Keep one: each compiled model holds its own copy of the weights. Drop the last one before
+                # compiling the next (a call still running keeps its own reference), else a size switch
+                # holds two copies at its peak.
+                self._compiled.clear()
                 model = self._core.read_model(str(self._ir))
                 model.reshape({port: list(shape) for port, shape in zip(model.inputs, shapes, strict=True)})
                 compiled = self._core.compile_model(model, "CPU", self._config)
-                self._compiled = {shapes: compiled}  # keep one: each holds its own copy of the weights
+                del model  # the reshaped graph is not needed once compiled
+                self._compiled = {shapes: compiled}
             return compiled
 
 
