@@ -19,6 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Protocol
 
 from core.clients import client_of, over_the_limit
@@ -40,6 +41,11 @@ class _Queue(Protocol):
     def client_load(self, session: str) -> int: ...
 
 
+@dataclass(eq=False)  # each place is itself: two places of one client are two
+class _Place:
+    client: str
+
+
 class Admission:
     """Queue places held by requests between their arrival and their `submit` (thread-safe), counted per
     client as the queue counts them (core/clients.py: per address, pages and API together)."""
@@ -47,10 +53,12 @@ class Admission:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._pending: Counter[str] = Counter()
+        self._held = threading.local()  # this thread's places not yet given back, innermost last
 
     @contextmanager
     def place(self, queue: _Queue, session: str) -> Iterator[None]:
-        """Hold a place for `session` while the body decodes and submits; BusyError when none is left."""
+        """Hold a place for `session` while the body decodes and submits; BusyError when none is left.
+        Call `submitted()` as soon as the queue has the job: from then on the queue counts it."""
         with self._lock:
             waiting = queue.queue_length() + sum(self._pending.values())
             if waiting >= queue.max_queue:
@@ -60,13 +68,34 @@ class Admission:
             if mine >= queue.max_per_session:
                 raise over_the_limit(session, mine)
             self._pending[client] += 1
+        held = self._places_held()
+        token = _Place(client)
+        held.append(token)
         try:
             yield
         finally:
-            with self._lock:
-                self._pending[client] -= 1
-                if self._pending[client] <= 0:
-                    del self._pending[client]
+            if any(place is token for place in held):  # not given back by `submitted()` yet
+                self._give_back(held, token)
+
+    def submitted(self) -> None:
+        """Give back this thread's innermost place: its job is in the queue now, which counts it from
+        here on. Held any longer, the job would count twice and a client with room left be refused."""
+        held = self._places_held()
+        if held:
+            self._give_back(held, held[-1])
+
+    def _places_held(self) -> list[_Place]:
+        if not hasattr(self._held, "places"):
+            self._held.places = []
+        return self._held.places
+
+    def _give_back(self, held: list[_Place], token: _Place) -> None:
+        held[:] = [place for place in held if place is not token]
+        client = token.client
+        with self._lock:
+            self._pending[client] -= 1
+            if self._pending[client] <= 0:
+                del self._pending[client]
 
 
 class DecodeGate:

@@ -331,6 +331,7 @@ class BatchRun:
                     item.job_id = queue.submit(
                         request, session=session, label=item.name, group=self.group, heartbeat=True
                     )
+                    PLACES.submitted()  # the queue counts this job from now on
             except BusyError:
                 break
             except StudioError as error:

@@ -123,3 +123,13 @@ def test_load_image_decodes_under_the_gate_after_its_header_is_checked(monkeypat
     with pytest.raises(images.BadImageError, match="the limit is"):  # refused by its header: no decode asked for
         images.load_image(_declared_png(20000, 20000))
     assert len(seen) == 1
+
+
+def test_a_place_is_given_back_once_its_job_is_in_the_queue_so_the_job_never_counts_twice():
+    gate, queue = Admission(), _Queue(max_per_session=2)
+    with gate.place(queue, "alice"):
+        queue.queued.append("alice")  # the job is in the queue now: the queue counts it
+        gate.submitted()
+        with gate.place(queue, "alice"):  # one job: room for a second (counted twice, it would be refused)
+            with pytest.raises(BusyError, match="you already have 2 jobs"), gate.place(queue, "alice"):
+                pass

@@ -20,6 +20,7 @@ from fastapi import Request, Response
 from fastapi.routing import APIRoute
 
 from core import services
+from core.admission import PLACES
 from core.api.errors import JobOutcome, SyncTimeout
 from core.catalogue import Catalogue, ModelSpec
 from core.errors import BadParameterError, UnknownModelError
@@ -86,7 +87,9 @@ def submit(request: CoreRequest, client: str, label: str) -> JobStatus:
     require_catalogue_model(request.model)
     # A model this machine lacks is refused now (503) unless its result is already stored.
     _require_runnable(studio, request)
-    return queue.status(queue.submit(request, session=client, label=label))
+    job_id = queue.submit(request, session=client, label=label)
+    PLACES.submitted()  # the queue counts this job from now on
+    return queue.status(job_id)
 
 
 def submit_all(
