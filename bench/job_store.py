@@ -6,7 +6,9 @@ throughput of 2 worker processes vs 1 on a batch of OpenCV jobs, and recovery af
 (a) overhead per job = time from submit to the result's PNG through a queue with one in-process
     worker, minus the same request run directly on the Studio (no result store, so nothing is a
     cache hit). The in-memory queue is the one this replaced (core/jobs.py at BEFORE_COMMIT, loaded
-    from git). Target: queued <= 1.02 x direct + 5 ms on both stores.
+    from git). Reported against: queued <= 1.02 x direct + 5 ms on both stores (stricter than the
+    issue's goal). The issue's goal, also reported: each durable store's queue time <= 1.02 x the
+    in-memory queue's + 5 ms, from the same interleaved runs.
 (b) throughput = time for a batch of OpenCV jobs with 1 worker process / with 2 (`python -m core
     worker`, started and idle before the clock starts; each run on fresh images). Target >= 1.7x.
 (c) recovery = from kill -9 of the worker running a job to another worker running it (lease 1 s).
@@ -38,6 +40,7 @@ NAME = "job_store"
 BEFORE_COMMIT = "2c06df1"  # the last main commit with the in-memory core/jobs.py
 LEASE_S = 1.0
 OVERHEAD_RATIO, OVERHEAD_SLACK_S = 1.02, 0.005
+BEFORE, DURABLE = "in-memory (before)", ("sqlite", "redis")
 
 
 def removal(side: int, radius: int, seed: int, *, whole_image: bool = False):
@@ -93,7 +96,7 @@ def overhead_figures(workspace: Workspace, redis_url: str) -> list[Figure]:
     studio = Studio(Catalogue.load(None), ModelPool(1), store=None)  # no result store: every run really runs
     folder = workspace.scratch("job-store-overhead")
     queues = {
-        "in-memory (before)": _old_queue_class()(studio),
+        BEFORE: _old_queue_class()(studio),
         "sqlite": JobQueue(studio, open_store(None, folder)),
         "redis": JobQueue(studio, open_store(redis_url, folder)),
     }
@@ -130,6 +133,24 @@ def overhead_figures(workspace: Workspace, redis_url: str) -> list[Figure]:
                         target=Target.report(f"queued <= {OVERHEAD_RATIO} x direct + {OVERHEAD_SLACK_S * 1000:.0f} ms"),
                         met=queued <= OVERHEAD_RATIO * direct + OVERHEAD_SLACK_S,
                         details={"direct_ms_median": 1000 * direct, "queued_ms_median": 1000 * queued},
+                    )
+                )
+            # The issue's own goal compares each durable store with the in-memory queue it replaced.
+            before = statistics.median(times[BEFORE])
+            for name in DURABLE:
+                extra_ms = [1000 * (now - then) for now, then in zip(times[name], times[BEFORE], strict=True)]
+                queued = statistics.median(times[name])
+                figures.append(
+                    Figure(
+                        figure=f"queue time per job, {name} - in-memory (before)",
+                        case=case,
+                        value=Spread.of(extra_ms),
+                        unit="ms",
+                        target=Target.report(
+                            f"{name} <= {OVERHEAD_RATIO} x in-memory + {OVERHEAD_SLACK_S * 1000:.0f} ms"
+                        ),
+                        met=queued <= OVERHEAD_RATIO * before + OVERHEAD_SLACK_S,
+                        details={"in_memory_ms_median": 1000 * before, "queued_ms_median": 1000 * queued},
                     )
                 )
     finally:
