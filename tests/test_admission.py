@@ -130,6 +130,8 @@ def test_a_place_is_given_back_once_its_job_is_in_the_queue_so_the_job_never_cou
     with gate.place(queue, "alice"):
         queue.queued.append("alice")  # the job is in the queue now: the queue counts it
         gate.submitted()
-        with gate.place(queue, "alice"):  # one job: room for a second (counted twice, it would be refused)
-            with pytest.raises(BusyError, match="you already have 2 jobs"), gate.place(queue, "alice"):
-                pass
+        # One job: room for a second (counted twice, it would be refused), and none for a third.
+        with gate.place(queue, "alice"), pytest.raises(BusyError, match="you already have 2 jobs"), gate.place(
+            queue, "alice"
+        ):
+            pass
