@@ -144,6 +144,16 @@ def settled(page) -> None:
     page.locator("[data-testid=stApp][data-test-script-state=notRunning]").wait_for(timeout=60_000)
 
 
+def photo_on_inpaint(page, app_url: str, photo_path):
+    """Open Inpaint, upload `photo_path` and return the mask editor's canvas once the photo is drawn in it."""
+    page.goto(f"{app_url}/Inpaint")
+    page.locator("input[type=file]").set_input_files(str(photo_path))
+    canvas = page.locator("canvas.mask-canvas")
+    canvas.wait_for(timeout=60_000)
+    page.wait_for_timeout(1000)  # the photo loads into the canvas
+    return canvas
+
+
 def canvas_pixel(canvas, x: float, y: float) -> tuple[int, int, int]:
     """The colour the mask editor shows at CSS pixel (x, y) of its canvas."""
     return tuple(

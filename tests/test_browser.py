@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from core.ui.mask_editor import PhotoScale
-from tests.app_server import canvas_pixel, headless_chromium, running_app, settled
+from tests.app_server import canvas_pixel, headless_chromium, photo_on_inpaint, running_app, settled
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -61,11 +61,7 @@ def test_the_editor_fits_and_a_stroke_at_the_right_edge_reaches_the_result(
     astronaut.save(photo_path)
     page = browser.new_page(viewport=viewport, accept_downloads=True)
     try:
-        page.goto(f"{app_url}/Inpaint")
-        page.locator("input[type=file]").set_input_files(str(photo_path))
-        canvas = page.locator("canvas.mask-canvas")
-        canvas.wait_for(timeout=60_000)
-        page.wait_for_timeout(1000)  # the photo loads into the canvas
+        canvas = photo_on_inpaint(page, app_url, photo_path)
         box = canvas.bounding_box()
         # The whole photo is on screen: the canvas has the photo's aspect and lies within the window's width.
         assert box["x"] >= 0 and box["x"] + box["width"] <= viewport["width"]
@@ -126,11 +122,7 @@ def test_the_mask_settings_and_result_survive_a_page_switch_and_a_reload(app_url
     coffee.save(photo_path)
     page = browser.new_page(viewport=LAPTOP)
     try:
-        page.goto(f"{app_url}/Inpaint")
-        page.locator("input[type=file]").set_input_files(str(photo_path))
-        canvas = page.locator("canvas.mask-canvas")
-        canvas.wait_for(timeout=60_000)
-        page.wait_for_timeout(1000)
+        canvas = photo_on_inpaint(page, app_url, photo_path)
         box = canvas.bounding_box()
         probe = (box["width"] * 0.5, box["height"] * 0.5)
         photo_colour = canvas_pixel(canvas, *probe)
@@ -176,11 +168,7 @@ def test_the_progress_panel_is_in_view_while_a_long_run_works(app_url, browser, 
     astronaut.resize((3000, 3000)).save(photo_path)
     page = browser.new_page(viewport=viewport)
     try:
-        page.goto(f"{app_url}/Inpaint")
-        page.locator("input[type=file]").set_input_files(str(photo_path))
-        canvas = page.locator("canvas.mask-canvas")
-        canvas.wait_for(timeout=60_000)
-        page.wait_for_timeout(1000)
+        canvas = photo_on_inpaint(page, app_url, photo_path)
         page.get_by_role("button", name="Rectangle").click()
         box = canvas.bounding_box()
         drag(page, box, [(box["width"] * 0.1, box["height"] * 0.1), (box["width"] * 0.9, box["height"] * 0.9)])

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 from playwright.sync_api import Error as PlaywrightError
 
-from tests.app_server import canvas_pixel, headless_chromium, running_app, settled
+from tests.app_server import canvas_pixel, headless_chromium, photo_on_inpaint, running_app, settled
 from tests.tiny_sam import export_tiny_sam, write_sam_catalogue
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -93,11 +93,7 @@ def test_clicking_on_the_photo_selects_the_object_and_remove_changes_only_it(app
     photo.save(tmp_path / "scene.png")
     page = browser.new_page(viewport=LAPTOP, accept_downloads=True)
     try:
-        page.goto(f"{app_url}/Inpaint")
-        page.locator("input[type=file]").set_input_files(str(tmp_path / "scene.png"))
-        canvas = page.locator("canvas.mask-canvas")
-        canvas.wait_for(timeout=60_000)
-        page.wait_for_timeout(1000)  # the photo loads into the canvas
+        canvas = photo_on_inpaint(page, app_url, tmp_path / "scene.png")
         settled(page)
         page.get_by_role("button", name="Select", exact=True).click()
         box = canvas.bounding_box()
