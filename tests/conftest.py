@@ -51,6 +51,23 @@ def fresh_services():
 
 
 @pytest.fixture
+def make_api():
+    """`make_api()`: a TestClient of exactly what Home.py mounts, over services rebuilt from the environment."""
+    from starlette.applications import Starlette
+    from starlette.testclient import TestClient
+
+    from core import services
+    from core.api import api_routes
+
+    def make(**options) -> TestClient:
+        services.reset()
+        return TestClient(Starlette(routes=api_routes()), **options)
+
+    yield make
+    services.reset()  # cancels whatever a test left running
+
+
+@pytest.fixture
 def fresh_app(fresh_services):
     """Pages read the process-wide services through Streamlit's caches: start those afresh too."""
     import streamlit as st  # here, so that tests without pages never load Streamlit

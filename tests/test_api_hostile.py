@@ -28,15 +28,6 @@ from core.requests import InpaintRequest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
-def make_api():
-    def make(**options) -> TestClient:
-        services.reset()
-        return TestClient(Starlette(routes=api_routes()), **options)
-
-    yield make
-    services.reset()
-
 
 def _png(image: Image.Image) -> str:
     buffer = io.BytesIO()

@@ -181,17 +181,6 @@ def error_of(response) -> tuple[int, str, str]:
     return response.status_code, body["error"]["code"], message
 
 
-@pytest.fixture
-def make_api():
-    """`make_api()`: a TestClient of exactly what Home.py mounts, over services rebuilt from the environment."""
-
-    def make(**options) -> TestClient:
-        services.reset()
-        return TestClient(Starlette(routes=api_routes()), **options)
-
-    yield make
-    services.reset()  # cancels whatever a test left running
-
 
 @pytest.fixture
 def api(make_api) -> TestClient:
