@@ -213,8 +213,7 @@ class RedisStore(JobStore):
             return self._commit(args=args)
         with self._redis.pipeline(transaction=False) as pipe:
             for job_id, data in payloads.items():
-                pipe.set(self._k("payload", job_id), data)
-                pipe.hset(self._k("payload_sizes"), job_id, len(data))
+                self._set_counted(pipe, "payload", job_id, data)
             pipe.evalsha(self._commit.sha, 0, *args)
             try:
                 return pipe.execute()[-1]
@@ -300,10 +299,14 @@ class RedisStore(JobStore):
 
     # -- payloads, progress, previews ---------------------------------------------------------------
 
+    def _set_counted(self, pipe, kind: str, job_id: str, data: bytes) -> None:
+        """A job's bytes (`kind`: "payload" or "result"), and their size where retention counts it."""
+        pipe.set(self._k(kind, job_id), data)
+        pipe.hset(self._k(f"{kind}_sizes"), job_id, len(data))
+
     def put_payload(self, job_id: str, data: bytes) -> None:
         with self._redis.pipeline() as pipe:
-            pipe.set(self._k("payload", job_id), data)
-            pipe.hset(self._k("payload_sizes"), job_id, len(data))
+            self._set_counted(pipe, "payload", job_id, data)
             pipe.execute()
 
     def payload(self, job_id: str) -> bytes | None:
@@ -317,8 +320,7 @@ class RedisStore(JobStore):
 
     def keep_result(self, job_id: str, data: bytes) -> None:
         with self._redis.pipeline() as pipe:
-            pipe.set(self._k("result", job_id), data)
-            pipe.hset(self._k("result_sizes"), job_id, len(data))
+            self._set_counted(pipe, "result", job_id, data)
             pipe.execute()
 
     def kept_result(self, job_id: str) -> bytes | None:
