@@ -360,11 +360,9 @@ class BatchRun:
         views = []
         with self._lock:
             for item in self.items:
-                if item.job_id is not None and item.final is None:
-                    self._refresh(queue, item)
                 status = item.final
                 if status is None and item.job_id is not None:
-                    status = self._status(queue, item)
+                    status = self._refresh(queue, item)
                 views.append(ItemView(item.name, status, item.problem, item.job_id is None and item.problem is None))
         return views
 
@@ -375,14 +373,16 @@ class BatchRun:
         except UnknownJobError:
             return None
 
-    def _refresh(self, queue: JobQueue, item: BatchItem) -> None:
+    def _refresh(self, queue: JobQueue, item: BatchItem) -> JobStatus | None:
+        """The item's status, read once: a finished job's result is read before anyone sees it finished
+        (two reads let a job finish in between, shown done with no result)."""
         status = self._status(queue, item)
         if status is None:
             item.problem = item.problem or "the studio no longer has this job (it restarted); run the batch again"
             item.job_id = None
-            return
+            return None
         if not status.state.finished:
-            return
+            return status
         if status.state is JobState.DONE:
             try:
                 result = queue.result(item.job_id)
@@ -390,6 +390,7 @@ class BatchRun:
             except StudioError:  # ResultGoneError among them
                 item.problem = "the result could not be read back; run the batch again"
         item.final = status
+        return status
 
     def finished(self, queue: JobQueue) -> bool:
         return all(view.finished for view in self.views(queue))

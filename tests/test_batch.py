@@ -208,6 +208,26 @@ def test_a_batch_runs_every_good_item_and_one_bad_file_never_stops_the_rest(queu
     assert all(view.status.state is JobState.DONE for view in run.views(queue) if view.status is not None)
 
 
+def test_a_job_that_finishes_between_two_looks_still_delivers_its_result(queue, coffee, monkeypatch):
+    # Each look at a job's status lets it finish right after: a batch that reads a status twice in
+    # one look sees "done" the second time without having read the result.
+    read_status = queue.status
+
+    def status_then_finish(job_id):
+        status = read_status(job_id)
+        if not status.state.finished:
+            queue.wait(job_id, timeout=30)
+        return status
+
+    monkeypatch.setattr(queue, "status", status_then_finish)
+    mask = Image.new("L", coffee.size, 0)
+    mask.paste(255, (250, 150, 330, 230))
+    items = match_items([NamedFile("cup.png", png(coffee))], shared_mask=NamedFile("mask.png", png(mask)))
+    run = BatchRun(items, InpaintRequest(model="opencv-telea"))  # one item: the last one decides the end
+    drive(run, queue, in_flight=1)
+    assert [name for name, _ in run.results()] == ["cup"] and run.problems() == []
+
+
 def test_a_mask_of_another_aspect_fails_only_its_item(queue, coffee):
     good_mask = Image.new("L", coffee.size, 0)
     good_mask.paste(255, (10, 10, 50, 50))
