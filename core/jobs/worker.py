@@ -32,13 +32,14 @@ log = logging.getLogger(__name__)
 
 OUT_OF_MEMORY_MESSAGE = "ran out of memory: lower the size, steps or number of images"
 UNEXPECTED_MESSAGE = "the job failed unexpectedly; the details are in the server log"
-INPUTS_LOST_MESSAGE = "the job's inputs were lost from the job store; submit it again"
+INPUTS_LOST_MESSAGE = "the job's inputs are missing (several machines must share STUDIO_CACHE_DIR); submit it again"
 PREVIEW_EVERY_S = 0.5  # live previews are small JPEGs, latest only, at most this often
 PREVIEW_SIDE = 256
 PROGRESS_EVENT_EVERY_S = 0.25  # progress announced to live listeners at most this often (none for tiny jobs)
-# Where the store hears of every change anywhere (Redis), a report is written only this often, or
-# when something changed since the last look (a cancel, a lost lease): a job of a few milliseconds
-# then costs no round trip for its progress, and a cancel still stops it at its next step.
+# Where the store hears of every change anywhere (Redis), a report is written (and a check between an
+# edit's preparing steps reads the job) only this often, or when something changed since the last look
+# (a cancel, a lost lease): a job of a few milliseconds then costs no round trip for its progress, and
+# a cancel still stops it at its next step.
 PROGRESS_WRITE_EVERY_S = 0.1
 IDLE_CHECK_S = 0.25  # an idle worker looks for work and for lost leases at least this often
 
@@ -193,11 +194,8 @@ class Worker:
                     progress.preview_step, last_preview[0] = step, now
             if self.stopping.is_set():
                 raise _Released("the worker is stopping")
-            seen = self.store.generation()  # before the write: a change during it counts next time
-            quiet = seen == last_seen[0] and self.store.hears_every_change()
-            if jpeg is None and quiet and now - last_write[0] < PROGRESS_WRITE_EVERY_S:
+            if not look(now) and jpeg is None:
                 return
-            last_seen[0], last_write[0] = seen, now
             publish = now - last_event[0] >= PROGRESS_EVENT_EVERY_S
             if publish:
                 last_event[0] = now
@@ -205,7 +203,20 @@ class Worker:
 
         def check() -> None:
             """What `report` checks, without reporting progress (the runner asks between preparing steps)."""
-            stop_if_asked(self.store.get(record.id))
+            if self.stopping.is_set():
+                raise _Released("the worker is stopping")
+            if look(time.time()):
+                stop_if_asked(self.store.get(record.id))
+
+        def look(now: float) -> bool:
+            """Whether to go to the store: something changed since the last look (a cancel, a lost
+            lease), or the store cannot tell, or PROGRESS_WRITE_EVERY_S passed."""
+            seen = self.store.generation()  # before the look: a change during it counts next time
+            quiet = seen == last_seen[0] and self.store.hears_every_change()
+            if quiet and now - last_write[0] < PROGRESS_WRITE_EVERY_S:
+                return False
+            last_seen[0], last_write[0] = seen, now
+            return True
 
         def stop_if_asked(current: JobRecord | None) -> None:
             if self.stopping.is_set():
