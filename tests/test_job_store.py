@@ -6,15 +6,18 @@ other machines): they share nothing but the store. `workers=0` is a pure front-e
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 
 import pytest
 from PIL import Image, ImageDraw
 
+from core.catalogue import Catalogue
 from core.errors import BusyError
 from core.jobs import WORKER_LOST_MESSAGE, JobQueue, JobState, UnknownJobError, open_store, policy
 from core.jobs import worker as worker_module
+from core.jobs.worker import INPUTS_LOST_MESSAGE
 from core.pool import ModelPool
 from core.requests import InpaintRequest
 from core.runner import Studio
@@ -58,8 +61,6 @@ def make_queue(store_url, results, tmp_path, spy):
     made: list[JobQueue] = []
 
     def make(*, catalogue=None, workers: int = 0, result_store=None, **options) -> JobQueue:
-        from core.catalogue import Catalogue
-
         studio = Studio(catalogue or Catalogue.load(None), ModelPool(1, loader=spy.loader), result_store or results)
         options.setdefault("lease_s", LEASE_S)
         made.append(JobQueue(studio, open_store(store_url, tmp_path), workers=workers, **options))
@@ -222,3 +223,53 @@ def test_finished_inputs_are_bounded_by_bytes(make_queue, photo):
     worker.store.keep_result(jobs[0], b"a result the result store did not keep")
     worker.store.prune(keep_finished=10, keep_payload_bytes=1)
     assert worker.store.payload_bytes() == 0 and worker.store.kept_result(jobs[0]) is None
+
+
+def _as_an_earlier_version_kept_it(store, job_id: str, data: bytes) -> None:
+    """Inputs of a job queued before the upgrade that moved them to files: inside the store."""
+    if store.kind == "sqlite":
+        with sqlite3.connect(store.path) as db:
+            db.execute("UPDATE payloads SET data = ? WHERE job_id = ?", (data, job_id))
+    else:
+        store._redis.set(store._k("payload", job_id), data)
+
+
+def test_inputs_are_files_in_the_cache_folder_and_go_with_their_jobs(make_queue, photo, tmp_path):
+    front = make_queue(max_per_session=8)
+    kept, cancelled = (front.submit(removal(photo, spot), session="client-a") for spot in (0, 5))
+    folder = tmp_path / "job-inputs"
+    assert sorted(path.name for path in folder.iterdir()) == sorted([kept, cancelled])
+    assert front.store.payload_bytes() == sum(path.stat().st_size for path in folder.iterdir())
+
+    front.cancel(cancelled)  # a job that will never run needs no inputs
+    assert [path.name for path in folder.iterdir()] == [kept]
+    worker = make_queue(workers=1, keep_payload_bytes=1)
+    assert worker.wait(kept, timeout=30).state is JobState.DONE
+    assert (folder / kept).exists()  # a finished edit keeps its input: its stored result is composed on it
+    worker.store.prune(keep_finished=10, keep_payload_bytes=1)
+    assert list(folder.iterdir()) == [] and worker.store.payload_bytes() == 0
+
+
+def test_inputs_cut_short_fail_their_job_with_a_message_and_the_next_runs(make_queue, photo, tmp_path):
+    front = make_queue(max_per_session=8)
+    cut, whole = (front.submit(removal(photo, spot), session="client-a") for spot in (0, 5))
+    path = tmp_path / "job-inputs" / cut
+    path.write_bytes(path.read_bytes()[:-1])  # as a power cut after the commit could leave it
+    worker = make_queue(workers=1)
+    failed = worker.wait(cut, timeout=30)
+    assert failed.state is JobState.FAILED and failed.error == INPUTS_LOST_MESSAGE
+    assert worker.wait(whole, timeout=30).state is JobState.DONE
+
+
+def test_inputs_an_earlier_version_kept_in_the_store_still_run(make_queue, photo, tmp_path):
+    front = make_queue()
+    job = front.submit(removal(photo), session="client-a")
+    path = tmp_path / "job-inputs" / job
+    _as_an_earlier_version_kept_it(front.store, job, path.read_bytes())
+    path.unlink()
+    front.shutdown()
+
+    worker = make_queue(workers=1)  # after the upgrade
+    assert worker.wait(job, timeout=30).state is JobState.DONE
+    direct = Studio(Catalogue.load(None), ModelPool(1), store=None).inpaint(removal(photo))
+    assert worker.result(job).images[0].tobytes() == direct.images[0].tobytes()

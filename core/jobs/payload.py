@@ -6,18 +6,17 @@ Raw, not PNG: encoding costs a PNG's worth of CPU on the submit path (as much as
 result: 0.2-0.4 s for a 600-px photo on a busy machine, seconds for 48 MP), copying costs under a
 millisecond; the store holds a few more bytes for a short while (finished inputs are bounded by bytes).
 
-Built and read back piece by piece, never as one `tobytes()` or `b"".join`: a single copy of a 48 MP
-request's 190 MB holds the GIL for a quarter of a second, and the event loop every page and API call
-shares stalls with it (issue 13: /health under a flood of large uploads)."""
+Written piece by piece and read back as views, never as one `tobytes()` or `b"".join`: a single copy
+of a 48 MP request's 190 MB holds the GIL for a quarter of a second, and the event loop every page and
+API call shares stalls with it (issue 13: /health under a flood of large uploads)."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterator
 
-import numpy as np
 from PIL import Image
 
 from core.keys import pixel_chunks
@@ -31,36 +30,36 @@ _BY_TASK = {kind.task: kind for kind in (GenerateRequest, InpaintRequest, Outpai
 _BYTES_PER_PIXEL = {"L": 1, "P": 1, "LA": 2, "PA": 2, "RGB": 3, "RGBA": 4, "RGBX": 4, "CMYK": 4}  # raw, 8 bits a band
 
 
-def encode_request(request: Request) -> memoryview:
-    """The request as bytes (a buffer any store takes as it takes bytes)."""
-    images = {field.name: getattr(request, field.name) for field in dataclasses.fields(request)}
-    images = {name: value for name, value in images.items() if isinstance(value, Image.Image)}
-    pixels = [_raw_pixels(image) for image in images.values()]
-    described = [
-        {"name": name, "mode": image.mode, "size": list(image.size), "bytes": size}
-        for (name, image), (size, _) in zip(images.items(), pixels, strict=True)
-    ]
-    header = json.dumps({"fields": request.parameters(), "images": described}).encode()
-    parts: list[tuple[int, Iterable[bytes]]] = [(_HEADER.size, [_HEADER.pack(len(header))]), (len(header), [header])]
-    view = memoryview(np.empty(sum(size for size, _ in parts + pixels), np.uint8))  # each byte is written below
-    offset = 0
-    for size, chunks in parts + pixels:
-        end = offset + size
-        for chunk in chunks:  # small copies: the GIL changes hands between them
-            view[offset : offset + len(chunk)] = chunk
-            offset += len(chunk)
-        if offset != end:
-            raise RuntimeError("the pixel encoder wrote an unexpected number of bytes")
-    return view
+class EncodedRequest:
+    """A request's inputs as bytes, produced piece by piece as they are written (`core.jobs.inputs`):
+    no copy of the whole request is ever made."""
+
+    def __init__(self, request: Request):
+        named = [(field.name, getattr(request, field.name)) for field in dataclasses.fields(request)]
+        named = [(name, value) for name, value in named if isinstance(value, Image.Image)]
+        self._images = [image for _, image in named]
+        sizes = [_raw_size(image) for image in self._images]
+        described = [
+            {"name": name, "mode": image.mode, "size": list(image.size), "bytes": size}
+            for (name, image), size in zip(named, sizes, strict=True)
+        ]
+        header = json.dumps({"fields": request.parameters(), "images": described}).encode()
+        self._head = _HEADER.pack(len(header)) + header
+        self.size = len(self._head) + sum(sizes)
+
+    def chunks(self) -> Iterator[bytes]:
+        """The bytes, in pieces of at most a few hundred kilobytes (each time it is called)."""
+        yield self._head
+        for image in self._images:
+            yield from pixel_chunks(image)
 
 
-def _raw_pixels(image: Image.Image) -> tuple[int, Iterable[bytes]]:
-    """(size, chunks) of `image.tobytes()`; the size known up front for the modes requests hold."""
+def _raw_size(image: Image.Image) -> int:
+    """len(image.tobytes()): known up front for the modes requests hold, counted otherwise."""
     per_pixel = _BYTES_PER_PIXEL.get(image.mode)
     if per_pixel is not None:
-        return image.width * image.height * per_pixel, pixel_chunks(image)
-    chunks = list(pixel_chunks(image))
-    return sum(map(len, chunks)), chunks
+        return image.width * image.height * per_pixel
+    return sum(map(len, pixel_chunks(image)))
 
 
 def decode_request(data: bytes | memoryview, *, only: tuple[str, ...] | None = None) -> Request:

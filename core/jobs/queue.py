@@ -34,7 +34,7 @@ from core import settings
 from core.clients import client_load
 from core.errors import BusyError
 from core.jobs import eta, policy
-from core.jobs.payload import decode_result, encode_request, output_sizes, request_image
+from core.jobs.payload import EncodedRequest, decode_result, output_sizes, request_image
 from core.jobs.record import (
     JobNotDoneError,
     JobRecord,
@@ -143,7 +143,7 @@ class JobQueue:
         hit = self.studio.cached(prepared)  # disk I/O and encoding: all before the store's transaction
         # A job to run has its inputs stored with it (a worker elsewhere may take it at once); a
         # cache hit's edit needs its input only to show the result elsewhere: stored after.
-        payload = encode_request(prepared.request) if hit is None else None
+        payload = EncodedRequest(prepared.request) if hit is None else None
         heartbeat = heartbeat and group is None
         job_id, now = secrets.token_hex(8), time.time()
 
@@ -185,7 +185,7 @@ class JobQueue:
 
     def _store_inputs(self, job_id: str, request: Request) -> None:
         try:
-            self.store.put_payload(job_id, encode_request(request))
+            self.store.put_payload(job_id, EncodedRequest(request))
         except Exception:  # best effort: only another front-end's view of this cached result needs it
             log.exception("could not store the inputs of job %s", job_id)
 

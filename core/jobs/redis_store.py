@@ -26,10 +26,13 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import redis
 
 from core.jobs.eta import Cost, first_cost
+from core.jobs.inputs import InputFiles
+from core.jobs.payload import EncodedRequest
 from core.jobs.record import JobRecord, Progress
 from core.jobs.store import JobStore, T, Transaction
 
@@ -137,9 +140,11 @@ class RedisStore(JobStore):
     optimistic = True
     poll_s = 0.5  # waiters are woken by pub/sub; this is only a safety net
 
-    def __init__(self, url: str, *, prefix: str = "studio:"):
+    def __init__(self, url: str, inputs: Path, *, prefix: str = "studio:"):
+        """`inputs`: the folder of job inputs, shared by every machine (`core.jobs.inputs`)."""
         super().__init__()
         self.url = url
+        self._inputs = InputFiles(inputs)
         self._redis = redis.Redis.from_url(url, health_check_interval=30)
         self._redis.ping()  # a wrong URL is an error at start, not at the first job
         self._p = prefix
@@ -205,15 +210,19 @@ class RedisStore(JobStore):
                 return value
             state, checked = self._remember(_Snapshot.of(reply[1:])), True  # another process came first
 
-    def _send(self, args: list, payloads: dict[str, bytes]) -> list:
-        """The commit, after new jobs' inputs in the same round trip (plain SETs on the same
-        connection, so they exist before the job does: a large value costs 5x more as a script
-        argument)."""
+    def _send(self, args: list, payloads: dict[str, EncodedRequest]) -> list:
+        """The commit, after new jobs' inputs are in their files and their sizes in the same round trip
+        (so they exist before the job does)."""
         if not payloads:
             return self._commit(args=args)
-        with self._redis.pipeline(transaction=False) as pipe:
+        try:
             for job_id, data in payloads.items():
-                self._set_counted(pipe, "payload", job_id, data)
+                self._inputs.write(job_id, data)
+        except BaseException:  # a full disk: no job was created
+            self._inputs.drop(payloads)
+            raise
+        with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hset(self._k("payload_sizes"), mapping={job_id: data.size for job_id, data in payloads.items()})
             pipe.evalsha(self._commit.sha, 0, *args)
             try:
                 return pipe.execute()[-1]
@@ -299,28 +308,30 @@ class RedisStore(JobStore):
 
     # -- payloads, progress, previews ---------------------------------------------------------------
 
-    def _set_counted(self, pipe, kind: str, job_id: str, data: bytes) -> None:
-        """A job's bytes (`kind`: "payload" or "result"), and their size where retention counts it."""
-        pipe.set(self._k(kind, job_id), data)
-        pipe.hset(self._k(f"{kind}_sizes"), job_id, len(data))
-
-    def put_payload(self, job_id: str, data: bytes) -> None:
-        with self._redis.pipeline() as pipe:
-            self._set_counted(pipe, "payload", job_id, data)
-            pipe.execute()
+    def put_payload(self, job_id: str, data: EncodedRequest) -> None:
+        self._inputs.write(job_id, data)
+        self._redis.hset(self._k("payload_sizes"), job_id, data.size)
 
     def payload(self, job_id: str) -> bytes | None:
-        return self._redis.get(self._k("payload", job_id))
+        with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hget(self._k("payload_sizes"), job_id)
+            pipe.get(self._k("payload", job_id))  # where an earlier version kept inputs queued before an upgrade
+            size, inline = pipe.execute()
+        if inline is not None:
+            return inline
+        return self._inputs.read(job_id, int(size)) if size is not None else None
 
     def drop_payload(self, job_id: str) -> None:
         with self._redis.pipeline() as pipe:
             pipe.delete(self._k("payload", job_id))
             pipe.hdel(self._k("payload_sizes"), job_id)
             pipe.execute()
+        self._inputs.drop([job_id])
 
     def keep_result(self, job_id: str, data: bytes) -> None:
         with self._redis.pipeline() as pipe:
-            self._set_counted(pipe, "result", job_id, data)
+            pipe.set(self._k("result", job_id), data)
+            pipe.hset(self._k("result_sizes"), job_id, len(data))
             pipe.execute()
 
     def kept_result(self, job_id: str) -> bytes | None:
@@ -457,6 +468,7 @@ class RedisStore(JobStore):
                 pipe.delete(self._k("job", job_id), self._k("progress", job_id))
                 pipe.zrem(self._k("finished"), job_id)
             pipe.execute()
+        self._inputs.drop(set(drop) | set(old))
 
     def payload_bytes(self) -> int:
         with self._redis.pipeline(transaction=False) as pipe:

@@ -1,5 +1,6 @@
 """The default job store: one SQLite file in the state folder, in WAL mode (readers never wait for
-the writer), shared by every process on this machine. Nothing to install, nothing to start."""
+the writer), shared by every process on this machine. Nothing to install, nothing to start. Job
+inputs are files beside it (`core.jobs.inputs`); the database holds their sizes."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from core.jobs.eta import Cost, first_cost
+from core.jobs.inputs import FOLDER, InputFiles
+from core.jobs.payload import EncodedRequest
 from core.jobs.record import JobRecord, Progress
 from core.jobs.store import JobStore, T, Transaction
 
@@ -33,10 +36,12 @@ CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 class SqliteStore(JobStore):
     kind = "sqlite"
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, inputs: Path | None = None):
+        """`inputs`: the folder of job inputs (default: beside the database)."""
         super().__init__()
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._inputs = InputFiles(inputs if inputs is not None else self.path.parent / FOLDER)
         self._local = threading.local()  # one connection per thread (sqlite3's rule)
         with self._connection() as db:
             db.execute("PRAGMA journal_mode=WAL")
@@ -58,6 +63,7 @@ class SqliteStore(JobStore):
     def transact(self, fn: Callable[[Transaction], T]) -> T:
         db = self._connection()
         db.execute("BEGIN IMMEDIATE")
+        written: list[str] = []
         try:
             rows = db.execute("SELECT data FROM jobs WHERE finished = 0 ORDER BY seq").fetchall()
             served = json.loads(self._meta(db, "served") or "{}")
@@ -79,6 +85,7 @@ class SqliteStore(JobStore):
                 links += [("group", name, record.id) for name in record.groups]
                 db.executemany("INSERT OR IGNORE INTO links VALUES (?, ?, ?)", links)
             for job_id, data in txn.payloads.items():
+                written.append(job_id)
                 self._write_payload(db, job_id, data)
             db.executemany("DELETE FROM progress WHERE job_id = ?", [(job_id,) for job_id in txn.progress_dropped])
             if txn.served != txn.served_before:
@@ -86,6 +93,7 @@ class SqliteStore(JobStore):
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
+            self._inputs.drop(written)
             raise
         if txn.changed:
             self._signal()
@@ -133,11 +141,7 @@ class SqliteStore(JobStore):
 
     # -- payloads, progress, previews ---------------------------------------------------------------
 
-    # Payloads go in and out through SQLite's blob I/O, which copies without the GIL: binding a 48 MP
-    # request's 190 MB as a parameter, or fetching it as a column, copies it holding the GIL for
-    # 0.15-0.6 s, and the event loop every page and API call shares stalls meanwhile.
-
-    def put_payload(self, job_id: str, data: bytes | memoryview) -> None:
+    def put_payload(self, job_id: str, data: EncodedRequest) -> None:
         db = self._connection()
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -145,31 +149,29 @@ class SqliteStore(JobStore):
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
+            self._inputs.drop([job_id])
             raise
 
-    @staticmethod
-    def _write_payload(db: sqlite3.Connection, job_id: str, data: bytes | memoryview) -> None:
-        """Within a transaction: the row, then its bytes by blob I/O."""
-        data = memoryview(data).cast("B")
-        cursor = db.execute("INSERT OR REPLACE INTO payloads VALUES (?, ?, zeroblob(?))", (job_id, len(data), len(data)))
-        if len(data):
-            with db.blobopen("payloads", "data", cursor.lastrowid) as blob:
-                blob.write(data)
+    def _write_payload(self, db: sqlite3.Connection, job_id: str, data: EncodedRequest) -> None:
+        """Within a transaction: the file, then its row."""
+        self._inputs.write(job_id, data)
+        db.execute("INSERT OR REPLACE INTO payloads VALUES (?, ?, x'')", (job_id, data.size))
 
     def payload(self, job_id: str) -> bytes | None:
-        db = self._connection()
-        db.execute("BEGIN")  # the row cannot go between finding it and reading it
-        try:
-            row = db.execute("SELECT rowid FROM payloads WHERE job_id = ?", (job_id,)).fetchone()
-            if row is None:
-                return None
-            with db.blobopen("payloads", "data", row[0], readonly=True) as blob:
-                return blob.read()
-        finally:
-            db.execute("COMMIT")
+        row = (
+            self._connection()
+            .execute("SELECT size, CASE WHEN length(data) > 0 THEN data END FROM payloads WHERE job_id = ?", (job_id,))
+            .fetchone()
+        )
+        if row is None:
+            return None
+        if row[1] is not None:  # written into the database by an earlier version (queued before an upgrade)
+            return row[1]
+        return self._inputs.read(job_id, row[0])
 
     def drop_payload(self, job_id: str) -> None:
         self._connection().execute("DELETE FROM payloads WHERE job_id = ?", (job_id,))
+        self._inputs.drop([job_id])
 
     def keep_result(self, job_id: str, data: bytes) -> None:
         self._connection().execute("INSERT OR REPLACE INTO results VALUES (?, ?, ?)", (job_id, len(data), data))
@@ -260,6 +262,7 @@ class SqliteStore(JobStore):
                 dropped.append((job_id,))
         for table in ("payloads", "results"):
             db.executemany(f"DELETE FROM {table} WHERE job_id = ?", dropped)  # noqa: S608 (fixed names)
+        self._inputs.drop(job_id for (job_id,) in dropped)
         old = db.execute(
             "SELECT id FROM jobs WHERE finished = 1 ORDER BY seq DESC LIMIT -1 OFFSET ?", (keep_finished,)
         ).fetchall()
@@ -271,6 +274,7 @@ class SqliteStore(JobStore):
             ("jobs", "id"),
         ):
             db.executemany(f"DELETE FROM {table} WHERE {column} = ?", old)  # noqa: S608 (fixed names)
+        self._inputs.drop(job_id for (job_id,) in old)
 
     def payload_bytes(self) -> int:
         return self._connection().execute(

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from core.jobs.eta import Cost
+from core.jobs.payload import EncodedRequest
 from core.jobs.record import JobRecord, JobState, Progress
 
 T = TypeVar("T")
@@ -44,7 +45,7 @@ class Transaction:
         self.served_before = dict(served)
         self.changed: dict[str, JobRecord] = {}
         self.progress_dropped: set[str] = set()  # running jobs' progress and preview, removed with the commit
-        self.payloads: dict[str, bytes] = {}  # new jobs' inputs, stored with the commit
+        self.payloads: dict[str, EncodedRequest] = {}  # new jobs' inputs, stored with the commit
         self._lookup = lookup
         self._new_seq = new_seq
         self._by_id = {record.id: record for record in self.unfinished}
@@ -58,7 +59,7 @@ class Transaction:
                 self._by_id[job_id] = record
         return record
 
-    def put(self, record: JobRecord, payload: bytes | None = None) -> None:
+    def put(self, record: JobRecord, payload: EncodedRequest | None = None) -> None:
         """`payload`: a new job's inputs, committed with it (no worker sees the job without them)."""
         self.changed[record.id] = record
         if payload is not None:
@@ -118,7 +119,7 @@ class JobStore(ABC):
     # -- payloads, progress, previews ---------------------------------------------------------------
 
     @abstractmethod
-    def put_payload(self, job_id: str, data: bytes) -> None: ...
+    def put_payload(self, job_id: str, data: EncodedRequest) -> None: ...
 
     @abstractmethod
     def payload(self, job_id: str) -> bytes | None: ...
@@ -229,19 +230,23 @@ class JobStore(ABC):
 
 
 def open_store(url: str | None, cache_dir: Path) -> JobStore:
-    """`STUDIO_QUEUE_URL`: unset = SQLite in the state folder; `sqlite:///path`; `redis://host:port/db`."""
+    """`STUDIO_QUEUE_URL`: unset = SQLite in the state folder; `sqlite:///path`; `redis://host:port/db`.
+    Job inputs go to `cache_dir`'s job-inputs folder on every store (`core.jobs.inputs`)."""
+    from core.jobs.inputs import FOLDER
+
+    inputs = Path(cache_dir) / FOLDER
     if not url:
         from core.jobs.sqlite_store import SqliteStore
 
-        return SqliteStore(Path(cache_dir) / "jobs.sqlite3")
+        return SqliteStore(Path(cache_dir) / "jobs.sqlite3", inputs)
     if url.startswith("sqlite:///"):
         from core.jobs.sqlite_store import SqliteStore
 
-        return SqliteStore(Path(url.removeprefix("sqlite:///")).expanduser())
+        return SqliteStore(Path(url.removeprefix("sqlite:///")).expanduser(), inputs)
     if url.startswith(("redis://", "rediss://", "unix://")):
         from core.jobs.redis_store import RedisStore
 
-        return RedisStore(url)
+        return RedisStore(url, inputs)
     raise ValueError(
         "STUDIO_QUEUE_URL must be redis://host:port/db or sqlite:///path (unset: SQLite in STUDIO_CACHE_DIR)"
     )
