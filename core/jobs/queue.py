@@ -25,7 +25,7 @@ import threading
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from PIL import Image
@@ -113,6 +113,8 @@ class JobQueue:
         self._estimates: tuple[float, dict] | None = None  # (when read, costs)
         self._finishes = 0
         self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="studio-job-inputs")
+        self._writing: dict[str, Future] = {}  # inputs of jobs handed to a worker here, being written
+        self._handed_over = threading.Condition(self._lock)  # a reserved worker's hand-over was decided
         self._closing = False
         self._workers = [Worker(self, worker_name(index)) for index in range(workers)]
         self._threads = [
@@ -141,13 +143,17 @@ class JobQueue:
             raise BusyError("the studio is shutting down; try again in a minute")
         prepared = self.studio.prepare(request)
         hit = self.studio.cached(prepared)  # disk I/O and encoding: all before the store's transaction
-        # A job to run has its inputs stored with it (a worker elsewhere may take it at once); a
-        # cache hit's edit needs its input only to show the result elsewhere: stored after.
-        payload = EncodedRequest(prepared.request) if hit is None else None
+        payload = EncodedRequest(prepared.request)  # written when a store writes it: nothing copied yet
         heartbeat = heartbeat and group is None
         job_id, now = secrets.token_hex(8), time.time()
+        # An idle worker of this process takes the job in the submit's own commit when no other job
+        # waits (so the order is fair): no claim round trip, and its inputs are written beside the run
+        # instead of before it. A job queued, or handed to another process, has them written first.
+        worker = self._reserve_idle_worker() if hit is None else None
+        handed: list[JobRecord] = []
 
         def queue(txn) -> str:
+            handed.clear()  # Redis may run this again on a fresh snapshot
             policy.drop_abandoned(txn, now, self.abandon_after_s)
             if hit is None:
                 shared = policy.joinable(txn, prepared.key)
@@ -161,6 +167,10 @@ class JobQueue:
                 record.result = ResultInfo(hit.key, prepared.request.seed, output_sizes(prepared.request), True)
                 record.cached = True
                 policy.finish(txn, record, JobState.DONE, now)
+            elif worker is not None and not any(other.state is JobState.QUEUED for other in txn.unfinished):
+                txn.put(record)
+                handed.append(policy.claim(txn, worker.name, now, self.lease_s))
+                txn.wake(worker.name)
             else:
                 txn.put(record, payload)
             return record.id
@@ -173,21 +183,48 @@ class JobQueue:
             chosen = self.store.transact(queue)
         finally:
             if chosen != job_id:  # refused, or shared with an identical job: nothing of ours was stored
+                handed.clear()
                 with self._lock:
                     self._prepared.pop(job_id, None)
+            if handed:
+                with self._lock:
+                    self._writing[job_id] = self._background.submit(self._write_inputs, job_id, payload)
+            if worker is not None:
+                self._hand_over(worker, handed[0] if handed else None)
         if chosen != job_id:
             return chosen
         if hit is not None:
             self._hold(job_id, hit)
-            if prepared.request.task == "inpaint":
-                self._background.submit(self._store_inputs, job_id, prepared.request)
+            if prepared.request.task == "inpaint":  # only to show the result elsewhere: written after
+                self._background.submit(self._write_inputs, job_id, payload)
         return job_id
 
-    def _store_inputs(self, job_id: str, request: Request) -> None:
+    def _write_inputs(self, job_id: str, payload: EncodedRequest) -> None:
         try:
-            self.store.put_payload(job_id, EncodedRequest(request))
-        except Exception:  # best effort: only another front-end's view of this cached result needs it
+            self.store.put_payload(job_id, payload)
+        except Exception:  # this process has them; another reads them as lost ("submit it again")
             log.exception("could not store the inputs of job %s", job_id)
+
+    def _reserve_idle_worker(self) -> Worker | None:
+        """An idle worker of this process, reserved (it takes nothing else) until `_hand_over`."""
+        with self._lock:
+            for worker in self._workers:
+                if worker.idle and not worker.reserved and not worker.stopping.is_set() and not self._closing:
+                    worker.reserved = True
+                    return worker
+        return None
+
+    def _hand_over(self, worker: Worker, record: JobRecord | None) -> None:
+        with self._lock:
+            worker.reserved, worker.handed = False, record
+            self._handed_over.notify_all()
+
+    def _await_inputs(self, job_id: str) -> None:
+        """Wait until the inputs of a job handed to a worker here are written (at once otherwise)."""
+        with self._lock:
+            writing = self._writing.pop(job_id, None)
+        if writing is not None:
+            writing.result()
 
     @staticmethod
     def _new_record(job_id, seq, prepared: Prepared, session, label, group, heartbeat, now) -> JobRecord:

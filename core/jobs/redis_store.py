@@ -68,8 +68,8 @@ return snapshot(ARGV[1])
 """
 )
 
-# ARGV: prefix, expected version, new seq ('' = unchanged), served JSON ('' = unchanged), wake
-# workers ('1'/'0'), event payload, index TTL, then the records: count, and for each id, seq,
+# ARGV: prefix, expected version, new seq ('' = unchanged), served JSON ('' = unchanged), the wake-up
+# list to push to ('' = none; 'wake' = every idle worker's, 'wake:<worker>' = one worker's), event payload, index TTL, then the records: count, and for each id, seq,
 # finished ('1'/'0'), JSON, index count, indexes ("session:<name>", "group:<name>"); then the jobs
 # whose progress goes: count, ids.
 _COMMIT = (
@@ -106,9 +106,10 @@ end
 if ARGV[3] ~= '' then redis.call('SET', p .. 'seq', ARGV[3]) end
 if ARGV[4] ~= '' then redis.call('SET', p .. 'served', ARGV[4]) end
 redis.call('INCR', p .. 'version')
-if ARGV[5] == '1' then
-  redis.call('RPUSH', p .. 'wake', '1')
-  redis.call('LTRIM', p .. 'wake', -WAKE_KEEP, -1)
+if ARGV[5] ~= '' then
+  redis.call('RPUSH', p .. ARGV[5], '1')
+  redis.call('LTRIM', p .. ARGV[5], -WAKE_KEEP, -1)
+  redis.call('EXPIRE', p .. ARGV[5], 3600)
 end
 redis.call('PUBLISH', p .. 'events', ARGV[6])
 return {'ok'}
@@ -259,7 +260,7 @@ class RedisStore(JobStore):
             state.version,
             used_seq if used_seq > state.seq else "",
             "" if served is state.served else served,
-            int(txn.queues_work()),
+            f"wake:{txn.woken}" if txn.woken else ("wake" if txn.queues_work() else ""),
             self._origin,
             _INDEX_TTL_S,
             len(txn.changed),
@@ -396,11 +397,12 @@ class RedisStore(JobStore):
             pipe.execute()
         self._signal()
 
-    def wait_for_work(self, timeout: float, since: int | None = None) -> None:
-        self._redis.blpop([self._k("wake")], timeout=max(0.01, timeout))
+    def wait_for_work(self, timeout: float, since: int | None = None, *, worker: str = "") -> None:
+        keys = [self._k("wake", worker), self._k("wake")] if worker else [self._k("wake")]
+        self._redis.blpop(keys, timeout=max(0.01, timeout))
 
-    def hears_every_change(self) -> bool:
-        return self._subscribed.is_set()
+    def news(self) -> int | None:
+        return self.generation() if self._subscribed.is_set() else None  # subscribed: it counts every change
 
     def wait_for_change(self, timeout: float, since: int | None = None) -> None:
         self.listen()

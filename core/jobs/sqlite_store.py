@@ -243,7 +243,12 @@ class SqliteStore(JobStore):
     def notify(self) -> None:
         self._signal()  # other processes poll
 
-    def wait_for_work(self, timeout: float, since: int | None = None) -> None:
+    def news(self) -> tuple[int, int]:
+        # data_version changes when another connection (another thread or process) commits; the
+        # generation when this process commits.
+        return self.generation(), self._connection().execute("PRAGMA data_version").fetchone()[0]
+
+    def wait_for_work(self, timeout: float, since: int | None = None, *, worker: str = "") -> None:
         self._wait(min(timeout, 0.1), since)  # other processes' submits: seen at the next look
 
     # -- retention ---------------------------------------------------------------------------------

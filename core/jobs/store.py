@@ -46,6 +46,7 @@ class Transaction:
         self.changed: dict[str, JobRecord] = {}
         self.progress_dropped: set[str] = set()  # running jobs' progress and preview, removed with the commit
         self.payloads: dict[str, EncodedRequest] = {}  # new jobs' inputs, stored with the commit
+        self.woken: str | None = None  # the idle worker the commit wakes (a job was handed to it)
         self._lookup = lookup
         self._new_seq = new_seq
         self._by_id = {record.id: record for record in self.unfinished}
@@ -67,6 +68,10 @@ class Transaction:
         if record.id not in self._by_id and not record.state.finished:
             self.unfinished.append(record)
         self._by_id[record.id] = record
+
+    def wake(self, worker: str) -> None:
+        """Wake this idle worker when the transaction commits."""
+        self.woken = worker
 
     def new_seq(self) -> int:
         return self._new_seq()
@@ -179,9 +184,9 @@ class JobStore(ABC):
         """Wake workers (a job was queued) and waiters (a job changed state), in every process."""
 
     @abstractmethod
-    def wait_for_work(self, timeout: float, since: int | None = None) -> None:
-        """Block until a job may be waiting (something changed after `generation()` was `since`),
-        or `timeout` passes."""
+    def wait_for_work(self, timeout: float, since: int | None = None, *, worker: str = "") -> None:
+        """Block until a job may be waiting (something changed after `generation()` was `since`), a
+        commit woke this `worker` (`Transaction.wake`), or `timeout` passes."""
 
     def generation(self) -> int:
         """Read before looking at the store; pass to the waits, so a change in between is not missed."""
@@ -191,10 +196,10 @@ class JobStore(ABC):
     def listen(self) -> None:  # noqa: B027 (optional)
         """Start hearing of other processes' changes, where the store can tell (waits do; idempotent)."""
 
-    def hears_every_change(self) -> bool:
-        """Whether `generation()` now counts every committed change in every process (Redis while
-        subscribed to the store's events), not only this process's own."""
-        return False
+    @abstractmethod
+    def news(self) -> object | None:
+        """A token that differs after any committed change of any job in any process, or None when the
+        store cannot tell now (a running job's worker compares them to skip looking at the store)."""
 
     def wait_for_change(self, timeout: float, since: int | None = None) -> None:
         """Block until a job may have changed state, or `timeout` passes (callers re-check)."""

@@ -36,10 +36,10 @@ INPUTS_LOST_MESSAGE = "the job's inputs are missing (several machines must share
 PREVIEW_EVERY_S = 0.5  # live previews are small JPEGs, latest only, at most this often
 PREVIEW_SIDE = 256
 PROGRESS_EVENT_EVERY_S = 0.25  # progress announced to live listeners at most this often (none for tiny jobs)
-# Where the store hears of every change anywhere (Redis), a report is written (and a check between an
-# edit's preparing steps reads the job) only this often, or when something changed since the last look
-# (a cancel, a lost lease): a job of a few milliseconds then costs no round trip for its progress, and
-# a cancel still stops it at its next step.
+# Where the store can tell that nothing changed anywhere (`JobStore.news`), a report is written (and a
+# check between an edit's preparing steps reads the job) only this often, or when something changed
+# since the last look (a cancel, a lost lease): a job of a few milliseconds then costs no store write
+# for its progress, and a cancel still stops it at its next step.
 PROGRESS_WRITE_EVERY_S = 0.1
 IDLE_CHECK_S = 0.25  # an idle worker looks for work and for lost leases at least this often
 
@@ -66,8 +66,12 @@ class Worker:
         self.stopping = threading.Event()
         self._current: JobRecord | None = None
         self._progress = Progress()  # the running job's, as last reported
-        self._claimed_at = (0.0, 0)  # (time, store generation) just after the running job was claimed
+        self._claimed_at: tuple[float, object] = (0.0, None)  # (time, store.news()) once the running job was claimed
         self._keeper = threading.Thread(target=self._keep_leases, name=f"lease-{name}", daemon=True)
+        # The hand-over from a submit of this process (guarded by the queue's lock, see JobQueue.submit):
+        self.idle = False  # waiting for work: a submit may reserve this worker and hand it its job
+        self.reserved = False  # a submit's commit that may hand this worker a job is in flight
+        self.handed: JobRecord | None = None  # that job, already RUNNING on this worker
 
     # -- the loop ----------------------------------------------------------------------------------
 
@@ -82,11 +86,14 @@ class Worker:
                 try:
                     seen = self.store.generation()
                     if not self.run_one():
-                        self.store.wait_for_work(IDLE_CHECK_S, since=seen)
+                        self._wait_for_work(seen)
                 except Exception:  # the store is unreachable (Redis restarting...): try again shortly
                     log.exception("worker %s: the job store failed; retrying in a second", self.name)
                     self.stopping.wait(1.0)
         finally:
+            with contextlib.suppress(Exception):  # a job handed over as this worker stopped goes back
+                if (record := self._take_handed()) is not None:
+                    self._release(record)
             with contextlib.suppress(Exception):  # a store that is gone forgets nothing
                 self.store.forget_worker(self.name)
 
@@ -95,12 +102,29 @@ class Worker:
         self.store.notify()
 
     def run_one(self) -> bool:
-        """Claim and run one job; False when there was none."""
-        record = self._claim()
+        """Run the job a submit handed over, or claim and run one; False when there was none."""
+        record = self._take_handed() or self._claim()
         if record is None:
             return False
         self._run(record)
         return True
+
+    def _wait_for_work(self, seen: int) -> None:
+        with self.queue._lock:
+            self.idle = True
+        try:
+            self.store.wait_for_work(IDLE_CHECK_S, since=seen, worker=self.name)
+        finally:
+            with self.queue._lock:
+                self.idle = False
+                self.queue._handed_over.wait_for(lambda: not self.reserved)  # a commit in flight: its outcome first
+
+    def _take_handed(self) -> JobRecord | None:
+        with self.queue._lock:
+            record, self.handed = self.handed, None
+        if record is not None:
+            self._claimed_at = (time.time(), self.store.news())
+        return record
 
     def _claim(self) -> JobRecord | None:
         now = time.time()
@@ -118,9 +142,8 @@ class Worker:
             policy.drop_abandoned(txn, now, queue.abandon_after_s)
             return policy.claim(txn, self.name, now, queue.lease_s)
 
-        seen = self.store.generation()
         record = self.store.transact(take)  # a job it queues again wakes the other idle workers
-        self._claimed_at = (time.time(), seen + 1)  # + our own commit: anything more is news
+        self._claimed_at = (time.time(), self.store.news())  # a cancel just before this is seen within 0.1 s
         return record
 
     # -- one job -------------------------------------------------------------------------------------
@@ -179,7 +202,7 @@ class Worker:
     def _reporter(self, record: JobRecord):
         progress = self._progress
         last_preview, last_event = [0.0], [time.time()]
-        last_write, last_seen = [self._claimed_at[0]], [self._claimed_at[1]]
+        last_write, last_news = [self._claimed_at[0]], [self._claimed_at[1]]
 
         def report(step: int, total: int, preview: Preview | None = None) -> None:
             now = time.time()
@@ -210,12 +233,11 @@ class Worker:
 
         def look(now: float) -> bool:
             """Whether to go to the store: something changed since the last look (a cancel, a lost
-            lease), or the store cannot tell, or PROGRESS_WRITE_EVERY_S passed."""
-            seen = self.store.generation()  # before the look: a change during it counts next time
-            quiet = seen == last_seen[0] and self.store.hears_every_change()
-            if quiet and now - last_write[0] < PROGRESS_WRITE_EVERY_S:
+            lease), or the store cannot tell now, or PROGRESS_WRITE_EVERY_S passed."""
+            news = self.store.news()  # before the look: a change during it counts next time
+            if news is not None and news == last_news[0] and now - last_write[0] < PROGRESS_WRITE_EVERY_S:
                 return False
-            last_seen[0], last_write[0] = seen, now
+            last_news[0], last_write[0] = news, now
             return True
 
         def stop_if_asked(current: JobRecord | None) -> None:
@@ -258,6 +280,7 @@ class Worker:
 
         if result is not None:  # before the commit: a waiter woken by it reads the result at once
             self.queue._hold(record.id, result)
+        self.queue._await_inputs(record.id)  # a finished edit's result is composed on them, anywhere
         if not self.store.transact(finish):
             return
         if state in (JobState.DONE, JobState.CANCELLED) and not (result is not None and result.cached):
@@ -276,6 +299,8 @@ class Worker:
             log.exception("could not keep the result of job %s in the job store", job_id)
 
     def _release(self, record: JobRecord) -> None:
+        self.queue._await_inputs(record.id)  # another worker runs it next
+
         def release(txn) -> None:
             current = txn.get(record.id)
             if current is not None and current.worker == self.name and current.state is JobState.RUNNING:
