@@ -6,7 +6,8 @@ throughput of 2 worker processes vs 1 on a batch of OpenCV jobs, and recovery af
 (a) overhead per job = time from submit to the result's PNG through a queue with one in-process
     worker, minus the same request run directly on the Studio (no result store, so nothing is a
     cache hit). The in-memory queue is the one this replaced (core/jobs.py at BEFORE_COMMIT, loaded
-    from git). Reported against: queued <= 1.02 x direct + 5 ms on both stores (stricter than the
+    from git). Each contender runs in a process of its own, as the app hosts its one queue; jobs go
+    to them one at a time, in rotating order. Reported against: queued <= 1.02 x direct + 5 ms on both stores (stricter than the
     issue's goal). The issue's goal, also reported: each durable store's queue time <= 1.02 x the
     in-memory queue's + 5 ms, from the same interleaved runs.
 (b) throughput = time for a batch of OpenCV jobs with 1 worker process / with 2 (`python -m core
@@ -87,57 +88,106 @@ def _direct(studio, request) -> float:
     return time.perf_counter() - started
 
 
-def overhead_figures(workspace: Workspace, redis_url: str) -> list[Figure]:
+CONTENDERS = {"direct": "direct", BEFORE: "before", "sqlite": "sqlite", "redis": "redis"}  # name -> child kind
+
+
+def serve(kind: str, folder: str, redis_url: str) -> None:
+    """One contender in a process of its own, as the app hosts its one queue (several queues in one
+    process wake each other's idle workers and skew the figures): runs the jobs sent on stdin
+    ("side radius seed"), one at a time, and answers each with its seconds."""
     from core.catalogue import Catalogue
     from core.jobs import JobQueue, open_store
     from core.pool import ModelPool
     from core.runner import Studio
 
     studio = Studio(Catalogue.load(None), ModelPool(1), store=None)  # no result store: every run really runs
-    folder = workspace.scratch("job-store-overhead")
-    queues = {
-        BEFORE: _old_queue_class()(studio),
-        "sqlite": JobQueue(studio, open_store(None, folder)),
-        "redis": JobQueue(studio, open_store(redis_url, folder)),
-    }
-    cases = {"opencv 160 px, 24 px mask": (160, 12), "opencv 600 px, 128 px mask": (600, 64)}
-    repeats = workspace.repeats(15, 5)
-    figures = []
+    queue = None
+    if kind == "before":
+        queue = _old_queue_class()(studio)
+    elif kind in DURABLE:
+        queue = JobQueue(studio, open_store(redis_url if kind == "redis" else None, Path(folder)))
+    for line in sys.stdin:
+        side, radius, seed = map(int, line.split())
+        request = removal(side, radius, seed)
+        print(_direct(studio, request) if queue is None else _through_queue(queue, request), flush=True)
+    if queue is not None:
+        queue.shutdown()
+        store = getattr(queue, "store", None)  # the in-memory queue has none
+        if store is not None:
+            store.close()
+
+
+@contextmanager
+def contenders(workspace: Workspace, redis_url: str):
+    with ExitStack() as stack:
+        children = {}
+        for name, kind in CONTENDERS.items():
+            folder = workspace.scratch(f"job-store-overhead-{kind}")
+            child = subprocess.Popen(
+                [sys.executable, "-m", "bench.job_store", kind, str(folder), redis_url],
+                cwd=REPOSITORY,
+                env=workspace.environment(OMP_NUM_THREADS="1"),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            stack.callback(_close, child)
+            children[name] = child
+        yield children
+
+
+def _close(child: subprocess.Popen) -> None:
+    child.stdin.close()
     try:
+        child.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
+
+
+def _timed(child: subprocess.Popen, side: int, radius: int, seed: int) -> float:
+    child.stdin.write(f"{side} {radius} {seed}\n")
+    child.stdin.flush()
+    answer = child.stdout.readline()
+    if not answer:
+        raise RuntimeError(f"a contender process stopped (exit {child.wait()})")
+    return float(answer)
+
+
+def overhead_figures(workspace: Workspace, redis_url: str) -> list[Figure]:
+    cases = {"opencv 160 px, 24 px mask": (160, 12), "opencv 600 px, 128 px mask": (600, 64)}
+    # Pairs differ by +-15 ms at 600 px (this host's speed changes by the second): many pairs pin the medians.
+    repeats = workspace.repeats(100, 5)
+    figures = []
+    with contenders(workspace, redis_url) as children:
         for case, (side, radius) in cases.items():
             seed = iter(range(10**6))
-            for queue in queues.values():  # warm every path
-                _through_queue(queue, removal(side, radius, next(seed)))
-            _direct(studio, removal(side, radius, next(seed)))
-            times: dict[str, list[float]] = {name: [] for name in ["direct", *queues]}
+            for child in children.values():  # warm every path
+                for _ in range(3):
+                    _timed(child, side, radius, next(seed))
+            times: dict[str, list[float]] = {name: [] for name in children}
             for repeat in range(repeats):
-                order = ["direct", *queues]
+                order = list(children)
                 order = order[repeat % len(order) :] + order[: repeat % len(order)]  # rotate who goes first
                 for name in order:
-                    request = removal(side, radius, next(seed))
-                    times[name].append(
-                        _direct(studio, request) if name == "direct" else _through_queue(queues[name], request)
-                    )
+                    times[name].append(_timed(children[name], side, radius, next(seed)))
+            queues = [name for name in children if name != "direct"]
             figures += [_extra_time(f"queue overhead per job, {name}", case, times, name, "direct") for name in queues]
             # The issue's own goal compares each durable store with the in-memory queue it replaced.
             figures += [
                 _extra_time(f"queue time per job, {name} - in-memory (before)", case, times, name, BEFORE)
                 for name in DURABLE
             ]
-    finally:
-        for queue in queues.values():
-            queue.shutdown()
-            store = getattr(queue, "store", None)  # the in-memory queue has none
-            if store is not None:
-                store.close()
     return figures
 
 
 def _extra_time(figure: str, case: str, times: dict[str, list[float]], name: str, baseline: str) -> Figure:
     """How much longer `name` took than `baseline`, pair by pair (they ran interleaved), against the goal
-    `name` <= OVERHEAD_RATIO x `baseline` + OVERHEAD_SLACK_S on the medians."""
+    `name` <= OVERHEAD_RATIO x `baseline` + OVERHEAD_SLACK_S: the median of those differences (the
+    figure shown) <= (OVERHEAD_RATIO - 1) x the baseline's median + OVERHEAD_SLACK_S."""
     extra_ms = [1000 * (this - that) for this, that in zip(times[name], times[baseline], strict=True)]
     this, that = statistics.median(times[name]), statistics.median(times[baseline])
+    allowed_ms = 1000 * ((OVERHEAD_RATIO - 1) * that + OVERHEAD_SLACK_S)
     label = "queued" if baseline == "direct" else name
     return Figure(
         figure=figure,
@@ -145,8 +195,8 @@ def _extra_time(figure: str, case: str, times: dict[str, list[float]], name: str
         value=Spread.of(extra_ms),
         unit="ms",
         target=Target.report(f"{label} <= {OVERHEAD_RATIO} x {baseline} + {OVERHEAD_SLACK_S * 1000:.0f} ms"),
-        met=this <= OVERHEAD_RATIO * that + OVERHEAD_SLACK_S,
-        details={f"{baseline}_ms_median": 1000 * that, "queued_ms_median": 1000 * this},
+        met=statistics.median(extra_ms) <= allowed_ms,
+        details={f"{baseline}_ms_median": 1000 * that, "queued_ms_median": 1000 * this, "allowed_extra_ms": allowed_ms},
     )
 
 
@@ -298,3 +348,7 @@ def run(workspace: Workspace) -> Outcome:
 
 
 __all__ = ["run"]
+
+
+if __name__ == "__main__":  # a contender process of `overhead_figures`
+    serve(*sys.argv[1:4])
