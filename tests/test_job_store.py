@@ -273,3 +273,21 @@ def test_inputs_an_earlier_version_kept_in_the_store_still_run(make_queue, photo
     assert worker.wait(job, timeout=30).state is JobState.DONE
     direct = Studio(Catalogue.load(None), ModelPool(1), store=None).inpaint(removal(photo))
     assert worker.result(job).images[0].tobytes() == direct.images[0].tobytes()
+
+
+def test_a_job_handed_to_an_idle_worker_at_submit_shows_its_result_everywhere(make_queue, photo, monkeypatch):
+    # The submit's own commit hands the job to this process's idle worker, and its inputs are
+    # written beside the run; here they take longer than the run: the result must wait for them,
+    # or another front-end cannot compose the edit's stored result.
+    from core.jobs import inputs
+
+    write = inputs.InputFiles.write
+    monkeypatch.setattr(inputs.InputFiles, "write", lambda *args: (time.sleep(0.5), write(*args))[1])
+    local = make_queue(workers=1)
+    wait_until(lambda: local._workers[0].idle, what="the worker to be idle")
+    job = local.submit(removal(photo), session="client-a")
+    assert local.store.get(job).state is JobState.RUNNING  # taken in the submit's commit
+    other = make_queue()
+    status = other.wait(job, timeout=30)
+    assert status.state is JobState.DONE and status.attempts == 1 and status.worker == local._workers[0].name
+    assert other.result(job).images[0].tobytes() == local.result(job).images[0].tobytes()

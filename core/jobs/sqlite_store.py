@@ -142,19 +142,20 @@ class SqliteStore(JobStore):
     # -- payloads, progress, previews ---------------------------------------------------------------
 
     def put_payload(self, job_id: str, data: EncodedRequest) -> None:
-        db = self._connection()
-        db.execute("BEGIN IMMEDIATE")
+        self._inputs.write(job_id, data)  # before any transaction: no writer waits for it
         try:
-            self._write_payload(db, job_id, data)
-            db.execute("COMMIT")
+            self._record_payload(self._connection(), job_id, data)
         except BaseException:
-            db.execute("ROLLBACK")
             self._inputs.drop([job_id])
             raise
 
     def _write_payload(self, db: sqlite3.Connection, job_id: str, data: EncodedRequest) -> None:
         """Within a transaction: the file, then its row."""
         self._inputs.write(job_id, data)
+        self._record_payload(db, job_id, data)
+
+    @staticmethod
+    def _record_payload(db: sqlite3.Connection, job_id: str, data: EncodedRequest) -> None:
         db.execute("INSERT OR REPLACE INTO payloads VALUES (?, ?, x'')", (job_id, data.size))
 
     def payload(self, job_id: str) -> bytes | None:
