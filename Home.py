@@ -4,6 +4,7 @@ Importing this file must stay cheap: `streamlit run` imports it once to find `ap
 is `core.ui.home.render_home`, run only when Streamlit runs this script.
 """
 
+import asyncio
 import os
 import sys
 from contextlib import asynccontextmanager
@@ -30,6 +31,9 @@ async def _start(_app):
         print(f"error: {error}", file=sys.stderr, flush=True)
         os._exit(2)  # before serving anything; an exception here would be a traceback, then a half-started server
     yield
+    queue = services.current_queue()
+    if queue is not None:  # stopping (Ctrl-C, SIGTERM): a running job goes back to the queue, no attempt counted
+        await asyncio.to_thread(queue.shutdown)
 
 
 app = st.App("Home.py", routes=api_routes(), lifespan=_start)

@@ -194,3 +194,17 @@ def test_the_app_restarted_with_queued_jobs_runs_them_with_the_same_ids(tmp_path
         ]
         assert [body["id"] for body in finished] == ids
         assert httpx.get(f"{api}/jobs/{ids[1]}/result", timeout=30).status_code == 200
+
+
+@pytest.mark.slow
+def test_a_job_running_when_the_app_stops_goes_back_to_the_queue_and_runs_after_the_restart(tmp_path):
+    env = {"STUDIO_LEASE_S": "600"}  # only the app's own stop can put the job back within this test
+    with running_app(tmp_path, env) as app:
+        api = f"{app.url}/api/v1"
+        body = {"task": "inpaint", **removal_body(1000, 400)}  # a few seconds of OpenCV
+        job_id = httpx.post(f"{api}/jobs", json=body, timeout=60).json()["id"]
+        until(lambda: job(api, job_id)["status"] == "running", what="the job to start")
+    with running_app(tmp_path, env) as app:  # stopped with SIGTERM, started again on the same store
+        api = f"{app.url}/api/v1"
+        finished = until(lambda: (status := job(api, job_id))["status"] == "done" and status, what="the job")
+        assert finished["attempts"] == 1  # the stop gave it back without counting an attempt

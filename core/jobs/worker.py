@@ -304,7 +304,7 @@ class Worker:
         def release(txn) -> None:
             current = txn.get(record.id)
             if current is not None and current.worker == self.name and current.state is JobState.RUNNING:
-                current.state, current.lease_until, current.started_at = JobState.QUEUED, None, None
+                current.state, current.lease_until, current.started_at, current.worker = JobState.QUEUED, None, None, None
                 current.attempts -= 1
                 txn.put(current)
 
