@@ -38,8 +38,9 @@ def pixel_chunks(image: Image.Image) -> Iterator[bytes]:
     """The bytes of `image.tobytes()`, in small chunks.
 
     `tobytes()` joins the whole image into one new buffer: for 4096x4096 RGB that is ~60 ms of
-    copying, four times the hash itself, all of it holding the GIL (the event loop stalls meanwhile). Pillow's raw encoder (what `tobytes()` uses) hands out
-    the same bytes in chunks that stay in cache; if that private API ever changes, fall back.
+    copying, four times the hash itself, all of it holding the GIL (the event loop stalls meanwhile).
+    Pillow's raw encoder (what `tobytes()` uses) hands out the same bytes in chunks that stay in
+    cache; if that private API ever changes, fall back.
     """
     image.load()
     get_encoder = getattr(Image, "_getencoder", None)

@@ -6,10 +6,12 @@ and what tells a whole file from one cut short).
 Not in the job store itself: a 600-px edit carries 1.4 MB of pixels and a 48 MP one 190 MB. In SQLite
 they went through the write-ahead log and again into the database at each checkpoint, inside the
 submit's transaction (5 ms per 600-px job; a file: 1 ms); sent to Redis they cost 2.7 ms of CPU on
-the submit path and Redis memory for every finished edit. A file is written before the commit that
-creates its job, so a worker never sees the job without it. It has that commit's durability on
-SQLite (WAL with synchronous=NORMAL: a process crash loses neither, a power cut may lose the newest
-of both); a file shorter than its recorded size counts as lost, and the worker says so.
+the submit path and Redis memory for every finished edit. A queued job's file is written before the
+commit that creates the job, so a worker never sees the job without it; a job handed at submit to an
+idle worker of the same process (`JobQueue.submit`) has its file written beside the run instead, and
+its result commits only once the file is there. A file has the commit's durability on SQLite (WAL
+with synchronous=NORMAL: a process crash loses neither, a power cut may lose the newest of both); a
+file shorter than its recorded size counts as lost, and the worker says so.
 """
 
 from __future__ import annotations

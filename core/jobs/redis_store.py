@@ -69,9 +69,9 @@ return snapshot(ARGV[1])
 )
 
 # ARGV: prefix, expected version, new seq ('' = unchanged), served JSON ('' = unchanged), the wake-up
-# list to push to ('' = none; 'wake' = every idle worker's, 'wake:<worker>' = one worker's), event payload, index TTL, then the records: count, and for each id, seq,
-# finished ('1'/'0'), JSON, index count, indexes ("session:<name>", "group:<name>"); then the jobs
-# whose progress goes: count, ids.
+# list to push to ('' = none; 'wake' = every idle worker's, 'wake:<worker>' = one worker's), event
+# payload, index TTL, then the records: count, and for each id, seq, finished ('1'/'0'), JSON, index
+# count, indexes ("session:<name>", "group:<name>"); then the jobs whose progress goes: count, ids.
 _COMMIT = (
     _SNAPSHOT_LUA
     + """
@@ -177,7 +177,7 @@ class RedisStore(JobStore):
         state, checked = self._last, False
         if state is None:
             state, checked = self._fetch(), True
-        sent: set[str] = set()  # new jobs' inputs already in Redis (a conflict's second run may not use them)
+        sent: set[str] = set()  # new jobs' inputs already written (a conflict's second run may not use them)
         while True:
             seqs = itertools.count(state.seq + 1)
             txn = Transaction(
