@@ -291,3 +291,22 @@ def test_a_job_handed_to_an_idle_worker_at_submit_shows_its_result_everywhere(ma
     status = other.wait(job, timeout=30)
     assert status.state is JobState.DONE and status.attempts == 1 and status.worker == local._workers[0].name
     assert other.result(job).images[0].tobytes() == local.result(job).images[0].tobytes()
+
+
+def test_a_worker_handed_a_job_takes_no_second_one_before_it_runs_the_first(make_queue, photo, monkeypatch):
+    local = make_queue(workers=1, max_per_session=8)
+    wait_for_work = local.store.wait_for_work
+
+    def slow_to_wake(*args, **kwargs):  # a loaded machine: the worker wakes a moment after the commit
+        wait_for_work(*args, **kwargs)
+        time.sleep(0.3)
+
+    monkeypatch.setattr(local.store, "wait_for_work", slow_to_wake)
+    time.sleep(0.5)  # the worker now waits in the slow wait
+    wait_until(lambda: local._workers[0].idle, what="the worker to be idle")
+    first = local.submit(removal(photo, 0), session="client-a")
+    second = local.submit(removal(photo, 5), session="client-a")  # while the worker is still asleep
+    assert local.store.get(second).state is JobState.QUEUED  # the worker has a job already
+    for job in (first, second):
+        status = local.wait(job, timeout=30)
+        assert status.state is JobState.DONE and status.attempts == 1, status

@@ -217,6 +217,8 @@ class JobQueue:
     def _hand_over(self, worker: Worker, record: JobRecord | None) -> None:
         with self._lock:
             worker.reserved, worker.handed = False, record
+            if record is not None:  # it has work now, though it may not have woken yet: no second job for it
+                worker.idle = False
             self._handed_over.notify_all()
 
     def _await_inputs(self, job_id: str) -> None:
